@@ -1,0 +1,31 @@
+"""alamp_fast: fast, exact active-learning acquisition.
+
+The functional API (numpy in, numpy out; torch tensors, CuPy arrays and dask arrays are
+dispatched to their backends, see :mod:`alamp_fast._dispatch`):
+
+- uncertainty: :func:`margin`, :func:`top2_margin`, :func:`entropy`, :func:`least_confidence`
+- :func:`alamp_score`: the shift from certainty at iteration k-1 to uncertainty at k
+- selection: :func:`select_top`, :func:`diversify` (Algorithm 1 of the paper)
+- core-set: :func:`kcenter_greedy`
+
+Importing the package needs neither CUDA, torch nor dask.
+"""
+
+from alamp_fast.alamp import alamp_score
+from alamp_fast.coreset import kcenter_greedy
+from alamp_fast.selection import diversify, select_top
+from alamp_fast.uncertainty import entropy, least_confidence, margin, top2_margin
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "margin",
+    "top2_margin",
+    "entropy",
+    "least_confidence",
+    "alamp_score",
+    "select_top",
+    "diversify",
+    "kcenter_greedy",
+    "__version__",
+]

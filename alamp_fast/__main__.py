@@ -1,0 +1,5 @@
+import sys
+
+from alamp_fast.cli import main
+
+sys.exit(main())

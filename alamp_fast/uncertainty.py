@@ -1,0 +1,280 @@
+"""Per-sample uncertainty from class probabilities: margin, top-2, entropy, least confidence.
+
+All functions take ``probs`` of shape ``(n_samples, n_classes)``, float16/32/64. Rows need not
+sum to 1, so SVM decision values work for :func:`margin` and :func:`top2_margin`. Outputs are
+float32 for float16/float32 input and float64 for float64 input; float16 is widened to float32
+exactly before any arithmetic, so ``margin`` equals ``np.float32(top1) - np.float32(top2)``.
+
+The kernels make one pass over ``probs`` and also report whether a row held NaN or Inf, so the
+finiteness check costs no second pass over the matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from alamp_fast._dispatch import dispatch
+from alamp_fast._parallel import twins
+from alamp_fast._simd import LANE_BYTES, lanes_top2
+from alamp_fast._validate import as_float_array, raise_non_finite
+
+__all__ = ["margin", "top2_margin", "entropy", "least_confidence"]
+
+# float16 input is widened to float32 in row blocks of this many elements, so the float32 copy
+# stays in cache-sized pieces instead of doubling the memory of a large pool.
+_F16_BLOCK_ELEMS = 1 << 20
+
+
+# Rows are split into this many chunks per call so each thread reuses one scratch buffer.
+_N_ROW_CHUNKS = 256
+# argmax travels through the SIMD lanes as a float: exact below 2**24 columns for float32
+_MAX_SIMD_COLS = 1 << 24
+
+
+@njit(inline="always")
+def _row_top2(P, i, simd_cols, scratch):
+    """(top1, top2, first argmax, chk) of row i; chk != 0 iff the row holds NaN/Inf."""
+    C = P.shape[1]
+    if simd_cols > 0:
+        lanes_top2(P, i, simd_cols, scratch)
+        a = scratch[0]
+        b = scratch[1]
+        k = np.int64(scratch[2])
+        chk = scratch[3]
+        start = simd_cols
+    else:
+        a = P[i, 0]
+        b = -np.inf
+        k = 0
+        chk = a - a
+        start = 1
+    # the < 16 (8) leftover columns; strict > keeps the first argmax
+    for j in range(start, C):
+        v = P[i, j]
+        # v - v is 0 for finite v and NaN for NaN/Inf: a row flag without a branch
+        chk += v - v
+        if v > a:
+            b = a
+            a = v
+            k = j
+        elif v > b:
+            b = v
+    return a, b, k, chk
+
+
+@njit(inline="always")
+def _simd_cols(P):
+    lanes = LANE_BYTES // P.itemsize
+    C = P.shape[1]
+    return C - C % lanes if C < _MAX_SIMD_COLS else 0
+
+
+@twins()
+def _top2_kernel(P, margin_out, top_out, top1_out, bad_rows):
+    """Per row: (top1 - top2, first argmax, and top1 if ``top1_out`` has room); flags rows
+    holding NaN/Inf in ``bad_rows``."""
+    n = P.shape[0]
+    simd_cols = _simd_cols(P)
+    n_chunks = min(n, _N_ROW_CHUNKS)
+    size = (n + n_chunks - 1) // max(n_chunks, 1)
+    for ch in prange(n_chunks):
+        scratch = np.empty(4, dtype=P.dtype)
+        for i in range(ch * size, min(n, (ch + 1) * size)):
+            a, b, k, chk = _row_top2(P, i, simd_cols, scratch)
+            margin_out[i] = a - b
+            top_out[i] = k
+            if top1_out.shape[0]:
+                top1_out[i] = a
+            bad_rows[i] = chk != 0.0
+
+
+@njit(fastmath={"contract"}, cache=True)
+def _widen_f16_row(H, i, out):
+    """out[0, :] = float32(H[i, :]) for float16 bits H (uint16): exact, branch-free, so LLVM
+    vectorises it (numpy's astype(float32) runs at ~2 ns per element here)."""
+    for j in range(H.shape[1]):
+        h = np.int32(H[i, j])
+        sign = (h & 0x8000) << 16
+        e = (h >> 10) & 0x1F
+        mant = h & 0x3FF
+        normal = sign | ((e + 112) << 23) | (mant << 13)
+        special = sign | 0x7F800000 | (mant << 13)  # Inf / NaN
+        bits = special if e == 31 else normal
+        # zero and subnormals: mant * 2**-24, exact in float32
+        sub = np.float32(mant) * np.float32(5.9604644775390625e-08)
+        sub = -sub if sign else sub
+        v = np.int32(bits).view(np.float32)
+        out[0, j] = sub if e == 0 else v
+
+
+@twins()
+def _top2_kernel_f16(H, margin_out, top_out, top1_out, bad_rows):
+    """:func:`_top2_kernel` for float16 given as its uint16 bits: each row is widened into a
+    per-thread float32 scratch row (stays in L1), then scanned as float32."""
+    n, C = H.shape
+    n_chunks = min(n, _N_ROW_CHUNKS)
+    size = (n + n_chunks - 1) // max(n_chunks, 1)
+    for ch in prange(n_chunks):
+        row = np.empty((1, C), dtype=np.float32)
+        simd_cols = _simd_cols(row)
+        scratch = np.empty(4, dtype=np.float32)
+        for i in range(ch * size, min(n, (ch + 1) * size)):
+            _widen_f16_row(H, i, row)
+            a, b, k, chk = _row_top2(row, 0, simd_cols, scratch)
+            margin_out[i] = a - b
+            top_out[i] = k
+            if top1_out.shape[0]:
+                top1_out[i] = a
+            bad_rows[i] = chk != 0.0
+
+
+@twins()
+def _entropy_kernel(P, out, bad_rows):
+    n, C = P.shape
+    for i in prange(n):
+        s = 0.0
+        bad = False
+        for j in range(C):
+            p = np.float64(P[i, j])
+            if not (p >= 0.0 and p < np.inf):
+                bad = True
+            elif p > 0.0:
+                s -= p * np.log(p)
+        out[i] = s
+        bad_rows[i] = bad
+
+
+def _probs(probs) -> np.ndarray:
+    P = as_float_array(probs, "probs", 2)
+    if P.shape[1] < 2:
+        raise ValueError(f"probs needs at least 2 classes for a margin, got shape {P.shape}")
+    return P
+
+
+def _row_blocks(P: np.ndarray):
+    """Yield (start, float32/64 block) over the rows; float16 is widened blockwise."""
+    if P.dtype != np.float16:
+        yield 0, P
+        return
+    rows = max(1, _F16_BLOCK_ELEMS // max(P.shape[1], 1))
+    for start in range(0, P.shape[0], rows):
+        yield start, P[start : start + rows].astype(np.float32)
+
+
+def _run_rowwise(kernel, P: np.ndarray, outs: list[np.ndarray], *extra: np.ndarray) -> None:
+    """Run a row kernel over ``P`` (float16 widened blockwise); raise on NaN/Inf/negatives.
+
+    ``outs`` are per-row outputs, sliced with the row blocks; an ``extra`` output is sliced
+    too when it has one entry per row (else passed as is).
+    """
+    n = P.shape[0]
+    bad = np.empty(n, dtype=np.bool_)
+    for start, block in _row_blocks(P):
+        stop = start + block.shape[0]
+        more = [e[start:stop] if e.shape[0] == n else e for e in extra]
+        kernel(block, *[o[start:stop] for o in outs], *more, bad[start:stop], work=block.size)
+    if bad.any():
+        row = int(np.argmax(bad))
+        if kernel is _entropy_kernel and np.isfinite(P[row]).all():
+            col = int(np.argmax(P[row] < 0))
+            raise ValueError(
+                f"entropy needs non-negative probabilities; probs[{row}, {col}] = {P[row, col]!r}"
+            )
+        raise_non_finite(P, "probs", first_row=row)
+
+
+def _top2(P: np.ndarray, want_top1: bool):
+    n = P.shape[0]
+    margin_out = np.empty(n, dtype=_out_dtype(P))
+    top_out = np.empty(n, dtype=np.int64)
+    top1_out = np.empty(n if want_top1 else 0, dtype=margin_out.dtype)
+    if P.dtype == np.float16:
+        bad = np.empty(n, dtype=np.bool_)
+        _top2_kernel_f16(P.view(np.uint16), margin_out, top_out, top1_out, bad, work=P.size)
+        if bad.any():
+            raise_non_finite(P, "probs", first_row=int(np.argmax(bad)))
+    else:
+        _run_rowwise(_top2_kernel, P, [margin_out, top_out], top1_out)
+    return margin_out, top_out, top1_out
+
+
+def _out_dtype(P: np.ndarray) -> np.dtype:
+    return np.dtype(np.float64) if P.dtype == np.float64 else np.dtype(np.float32)
+
+
+@dispatch("top2_margin")
+def top2_margin(probs):
+    """Top-2 margin and predicted class in one pass.
+
+    Parameters
+    ----------
+    probs : array of shape (n_samples, n_classes), float16/32/64
+        Class probabilities (or decision values: rows need not sum to 1). ``n_classes >= 2``.
+
+    Returns
+    -------
+    margin : (n_samples,) float32 (float64 for float64 input)
+        ``P(c1|x) - P(c2|x)``, the gap between the two largest values of the row (0 when the
+        largest value occurs twice).
+    top_class : (n_samples,) int64
+        The argmax of the row; ties go to the lowest class index, as ``np.argmax``.
+
+    Examples
+    --------
+    >>> import numpy as np, alamp_fast as af
+    >>> m, top = af.top2_margin(np.array([[0.1, 0.7, 0.2], [0.4, 0.4, 0.2]]))
+    >>> m.round(6).tolist(), top.tolist()
+    ([0.5, 0.0], [1, 0])
+    """
+    P = _probs(probs)
+    margin_out, top_out, _ = _top2(P, want_top1=False)
+    return margin_out, top_out
+
+
+@dispatch("margin")
+def margin(probs):
+    """``P(c1|x) - P(c2|x)`` per row: the top-2 margin (low = uncertain).
+
+    See :func:`top2_margin`, which also returns the predicted class at no extra cost.
+
+    Examples
+    --------
+    >>> import numpy as np, alamp_fast as af
+    >>> af.margin(np.array([[0.1, 0.7, 0.2]], dtype=np.float32)).round(6).tolist()
+    [0.5]
+    """
+    return top2_margin(probs)[0]
+
+
+@dispatch("entropy")
+def entropy(probs):
+    """Shannon entropy ``-sum_c p_c log p_c`` per row (natural log; high = uncertain).
+
+    ``0 log 0`` is taken as 0. Rows are used as given (not renormalised), so pass
+    probabilities; a negative entry raises ``ValueError``. Accumulated in float64.
+
+    Examples
+    --------
+    >>> import numpy as np, alamp_fast as af
+    >>> float(af.entropy(np.array([[0.5, 0.5]]))[0]) == float(np.log(2))
+    True
+    """
+    P = _probs(probs)
+    out = np.empty(P.shape[0], dtype=np.float64)
+    _run_rowwise(_entropy_kernel, P, [out])
+    return out.astype(_out_dtype(P), copy=False)
+
+
+@dispatch("least_confidence")
+def least_confidence(probs):
+    """``1 - max_c P(c|x)`` per row (high = uncertain).
+
+    Examples
+    --------
+    >>> import numpy as np, alamp_fast as af
+    >>> af.least_confidence(np.array([[0.25, 0.75]])).tolist()
+    [0.25]
+    """
+    _, _, top = _top2(_probs(probs), want_top1=True)
+    return (top.dtype.type(1) - top).astype(top.dtype, copy=False)
