@@ -8,7 +8,8 @@ arguments once and then runs one implementation:
   torch tensors;
 * CuPy arrays and torch CUDA tensors -> the GPU implementations registered by
   :mod:`alamp_fast.cuda` (CuPy, zero-copy through DLPack), results on the same device and in
-  the same library as the input;
+  the same library as the input; host arrays with ``device="cuda"`` are passed as they are
+  and streamed to the GPU in chunks by those implementations;
 * ``dask.array`` -> the distributed implementations registered by
   :mod:`alamp_fast.distributed`.
 
@@ -103,18 +104,34 @@ def dispatch(name: str):
             if lib == "dask":
                 return _implementations("dask")[name](*args, **kwargs)
             # GPU: CuPy arrays, torch CUDA tensors, or host arrays with device="cuda"
+            try:
+                import cupy
+            except ImportError as exc:
+                raise ImportError(
+                    f"{name}(device={device!r}) runs on the GPU through CuPy, which is not "
+                    "installed: pip install 'alamp_fast[gpu]'"
+                ) from exc
+            try:
+                n_gpus = cupy.cuda.runtime.getDeviceCount()
+            except Exception as exc:  # CUDARuntimeError without a driver, etc.
+                n_gpus, why = 0, f": {exc}"
+            else:
+                why = ""
+            if n_gpus == 0:
+                raise RuntimeError(f"{name}(device={device!r}) needs a CUDA GPU; none found{why}")
             impls = _implementations("cupy")
             if name not in impls:
                 raise NotImplementedError(f"{name} has no GPU implementation yet")
-            import cupy
 
             def to_cupy(a):
+                # host arrays (numpy, np.memmap, torch CPU as a numpy view) stay on the host:
+                # the GPU implementations stream them in chunks, so pools larger than device
+                # memory work
                 kind = array_library(a)
                 if kind == "torch-cuda":
                     return cupy.from_dlpack(a.detach())
-                if kind in ("numpy", "torch"):
-                    a = _torch_to_numpy(a) if kind == "torch" else np.asarray(a)
-                    return cupy.asarray(a)
+                if kind == "torch":
+                    return _torch_to_numpy(a)
                 return a
 
             with cupy.cuda.Device(_device_index(device, args, kwargs)):

@@ -20,24 +20,32 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["lanes_top2", "LANE_BYTES"]
-
-# one AVX-512 register: 16 float32 or 8 float64 lanes (LLVM splits it on narrower targets)
-LANE_BYTES = 64
+__all__ = ["lanes_top2_64", "lanes_top2_32", "lanes_top2_16"]
 
 
-@intrinsic
-def lanes_top2(typingctx, P_t, i_t, cw_t, out_t):
+def _make_lanes_top2(lane_bytes: int):
+    """The intrinsic for vectors of ``lane_bytes`` bytes: 64 (one AVX-512 register: 16 float32
+    or 8 float64 lanes; LLVM splits it on narrower targets), 32 or 16 for rows too short to
+    fill a wider vector (10-class problems are common)."""
+
+    @intrinsic
+    def lanes_top2(typingctx, P_t, i_t, cw_t, out_t):
+        return _lanes_top2_typer(lane_bytes, P_t, i_t, cw_t, out_t)
+
+    return lanes_top2
+
+
+def _lanes_top2_typer(lane_bytes, P_t, i_t, cw_t, out_t):
     """Scan row ``i`` of C-contiguous 2-D ``P`` over columns ``[0, cw)``.
 
-    ``cw`` must be a positive multiple of the lane count (``LANE_BYTES // P.itemsize``).
+    ``cw`` must be a positive multiple of the lane count (``lane_bytes // P.itemsize``).
     Writes ``out[0] = top1, out[1] = top2, out[2] = argmax (as a float), out[3] = chk`` where
     ``chk`` is a sum of ``v - v`` over the scanned values: 0 unless a NaN or Inf was seen.
     """
     if P_t.dtype not in (types.float32, types.float64):
         return None
     nb_float = P_t.dtype
-    width = LANE_BYTES // (4 if nb_float == types.float32 else 8)
+    width = lane_bytes // (4 if nb_float == types.float32 else 8)
     sig = types.void(P_t, i_t, cw_t, out_t)
 
     def codegen(context, builder, signature, args):
@@ -130,3 +138,8 @@ def lanes_top2(typingctx, P_t, i_t, cw_t, out_t):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+lanes_top2_64 = _make_lanes_top2(64)
+lanes_top2_32 = _make_lanes_top2(32)
+lanes_top2_16 = _make_lanes_top2(16)

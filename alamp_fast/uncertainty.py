@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from alamp_fast._dispatch import dispatch
 from alamp_fast._parallel import twins
-from alamp_fast._simd import LANE_BYTES, lanes_top2
+from alamp_fast._simd import lanes_top2_16, lanes_top2_32, lanes_top2_64
 from alamp_fast._validate import as_float_array, raise_non_finite
 
 __all__ = ["margin", "top2_margin", "entropy", "least_confidence"]
@@ -33,24 +33,34 @@ _MAX_SIMD_COLS = 1 << 24
 
 
 @njit(inline="always")
-def _row_top2(P, i, simd_cols, scratch):
-    """(top1, top2, first argmax, chk) of row i; chk != 0 iff the row holds NaN/Inf."""
+def _row_top2(P, i, simd_bytes, scratch):
+    """(top1, top2, first argmax, chk) of row i; chk != 0 iff the row holds NaN/Inf.
+
+    ``simd_bytes`` (from :func:`_simd_bytes`) picks the widest vector the row fills.
+    """
     C = P.shape[1]
-    if simd_cols > 0:
-        lanes_top2(P, i, simd_cols, scratch)
-        a = scratch[0]
-        b = scratch[1]
-        k = np.int64(scratch[2])
-        chk = scratch[3]
-        start = simd_cols
+    lanes = simd_bytes // P.itemsize
+    simd_cols = C - C % lanes if lanes else 0
+    if simd_bytes == 64:
+        lanes_top2_64(P, i, simd_cols, scratch)
+    elif simd_bytes == 32:
+        lanes_top2_32(P, i, simd_cols, scratch)
+    elif simd_bytes == 16:
+        lanes_top2_16(P, i, simd_cols, scratch)
     else:
-        a = P[i, 0]
-        b = -np.inf
-        k = 0
-        chk = a - a
-        start = 1
-    # the < 16 (8) leftover columns; strict > keeps the first argmax
-    for j in range(start, C):
+        scratch[0] = P[i, 0]
+        scratch[1] = -np.inf
+        scratch[2] = 0
+        scratch[3] = P[i, 0] - P[i, 0]
+        simd_cols = 1
+    # read back through the typed scratch so a, b keep the input's dtype (a float64 -inf
+    # literal would turn every float32 comparison below into a float64 one)
+    a = scratch[0]
+    b = scratch[1]
+    k = np.int64(scratch[2])
+    chk = scratch[3]
+    # the columns left after the vector part; strict > keeps the first argmax
+    for j in range(simd_cols, C):
         v = P[i, j]
         # v - v is 0 for finite v and NaN for NaN/Inf: a row flag without a branch
         chk += v - v
@@ -64,10 +74,15 @@ def _row_top2(P, i, simd_cols, scratch):
 
 
 @njit(inline="always")
-def _simd_cols(P):
-    lanes = LANE_BYTES // P.itemsize
+def _simd_bytes(P):
+    """Widest vector (64, 32, 16 bytes) that one row fills, or 0 for the scalar scan."""
     C = P.shape[1]
-    return C - C % lanes if C < _MAX_SIMD_COLS else 0
+    if C >= _MAX_SIMD_COLS:
+        return 0
+    for nbytes in (64, 32, 16):
+        if C >= nbytes // P.itemsize:
+            return nbytes
+    return 0
 
 
 @twins()
@@ -75,13 +90,13 @@ def _top2_kernel(P, margin_out, top_out, top1_out, bad_rows):
     """Per row: (top1 - top2, first argmax, and top1 if ``top1_out`` has room); flags rows
     holding NaN/Inf in ``bad_rows``."""
     n = P.shape[0]
-    simd_cols = _simd_cols(P)
+    simd_bytes = _simd_bytes(P)
     n_chunks = min(n, _N_ROW_CHUNKS)
     size = (n + n_chunks - 1) // max(n_chunks, 1)
     for ch in prange(n_chunks):
         scratch = np.empty(4, dtype=P.dtype)
         for i in range(ch * size, min(n, (ch + 1) * size)):
-            a, b, k, chk = _row_top2(P, i, simd_cols, scratch)
+            a, b, k, chk = _row_top2(P, i, simd_bytes, scratch)
             margin_out[i] = a - b
             top_out[i] = k
             if top1_out.shape[0]:
@@ -117,11 +132,11 @@ def _top2_kernel_f16(H, margin_out, top_out, top1_out, bad_rows):
     size = (n + n_chunks - 1) // max(n_chunks, 1)
     for ch in prange(n_chunks):
         row = np.empty((1, C), dtype=np.float32)
-        simd_cols = _simd_cols(row)
+        simd_bytes = _simd_bytes(row)
         scratch = np.empty(4, dtype=np.float32)
         for i in range(ch * size, min(n, (ch + 1) * size)):
             _widen_f16_row(H, i, row)
-            a, b, k, chk = _row_top2(row, 0, simd_cols, scratch)
+            a, b, k, chk = _row_top2(row, 0, simd_bytes, scratch)
             margin_out[i] = a - b
             top_out[i] = k
             if top1_out.shape[0]:
