@@ -52,7 +52,10 @@ def _implementations(library: str) -> dict:
 
 
 def _torch_to_numpy(t):
-    return t.detach().resolve_conj().resolve_neg().numpy()
+    t = t.detach().resolve_conj().resolve_neg()
+    if str(t.dtype) == "torch.bfloat16":  # numpy has no bfloat16; widening is exact
+        t = t.float()
+    return t.numpy()
 
 
 def _map_arrays(fn, args, kwargs):

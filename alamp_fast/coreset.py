@@ -76,24 +76,27 @@ def _exact_to(X, L, nearest, out):
         _sqdist_rows(X, i, i + 1, L[nearest[i]].astype(np.float64), out[i : i + 1])
 
 
-def _nearest_labeled_d2(X: np.ndarray, labeled: np.ndarray) -> np.ndarray:
-    """Squared distance of every row to its nearest labeled row, in bounded memory.
+def _nearest_d2(X: np.ndarray, L_raw: np.ndarray) -> np.ndarray:
+    """Squared distance of every row of ``X`` to its nearest row of ``L_raw``, in bounded memory.
 
-    The nearest labeled row is found blockwise with a BLAS GEMM (|l|^2 - 2 x.l); the distance to
-    it is then recomputed exactly, so GEMM cancellation error only matters when two labeled
-    points are within rounding of equidistant.
+    The nearest labeled row is found blockwise with a BLAS GEMM (|l|^2 - 2 x.l) on data
+    centred at the labeled mean: the GEMM's rounding error scales with |x| |l|, so without the
+    centring, features far from the origin (offset >> spread) got the wrong nearest point.
+    The distance to the chosen point is then recomputed exactly from the original rows.
+    (Also used per chunk by :mod:`alamp_fast.distributed`.)
     """
-    L = X[labeled]
+    mu = L_raw.mean(axis=0, dtype=np.float64).astype(X.dtype)
+    L = L_raw - mu
     l2 = np.einsum("ij,ij->i", L, L, dtype=np.float64).astype(X.dtype)
     out = np.empty(X.shape[0], dtype=np.float64)
-    rows = max(1, _INIT_BLOCK_ELEMS // max(labeled.size, 1))
+    rows = max(1, _INIT_BLOCK_ELEMS // max(L_raw.shape[0], X.shape[1], 1))
     for start in range(0, X.shape[0], rows):
         block = X[start : start + rows]
-        g = block @ L.T
+        g = (block - mu) @ L.T
         g *= -2
         g += l2
         nearest = np.argmin(g, axis=1)
-        _exact_to(block, L, nearest, out[start : start + rows], work=block.size)
+        _exact_to(block, L_raw, nearest, out[start : start + rows], work=block.size)
     return out
 
 
@@ -142,7 +145,7 @@ def kcenter_greedy(features, labeled, b):
     if b == 0:
         return np.empty(0, dtype=np.int64)
     if lab.size:
-        min_d2 = _nearest_labeled_d2(X, lab)
+        min_d2 = _nearest_d2(X, X[lab])
         min_d2[lab] = -1.0
     else:
         min_d2 = np.full(n, np.inf)

@@ -25,16 +25,41 @@ __all__ = ["select_top", "diversify"]
 
 
 def _keys(scores, exclude, largest: bool):
-    """float64 sort keys (smaller = better) and the excluded mask; validates the inputs."""
-    s = as_float_array(scores, "scores", 1, allow_int=True)
-    check_finite(s, "scores")
-    n = s.shape[0]
-    ex = as_index_array(exclude, "exclude", n)
-    # float16/32 -> float64 is exact and keeps the order; negation is exact too
-    key = s.astype(np.float64)
-    if largest:
-        np.negative(key, out=key)
+    """Sort keys (smaller = better) and the excluded indices; validates the inputs.
+
+    Float scores become float64 keys (exact for float16/32, order kept; negation is exact).
+    Integer scores stay int64 keys, so values beyond 2**53 keep their order; ``~x`` reverses
+    the order without the overflow ``-x`` has at the int64 minimum.
+    """
+    raw = np.asarray(scores)
+    if raw.dtype.kind in "iu":
+        if raw.ndim != 1:
+            raise ValueError(f"scores must be 1-D, got shape {raw.shape}")
+        if raw.dtype == np.uint64 and raw.size and int(raw.max()) > np.iinfo(np.int64).max:
+            raise ValueError(
+                f"scores hold {int(raw.max())}, beyond the int64 range integer scores support"
+            )
+        key = raw.astype(np.int64)
+        if largest:
+            np.invert(key, out=key)
+    else:
+        s = as_float_array(raw, "scores", 1)
+        check_finite(s, "scores")
+        key = s.astype(np.float64)
+        if largest:
+            np.negative(key, out=key)
+    ex = as_index_array(exclude, "exclude", key.shape[0])
     return key, ex
+
+
+def _candidates(key: np.ndarray, ex: np.ndarray):
+    """Keys of the rows not excluded, and their row indices (None when nothing is excluded)."""
+    if ex.size == 0:
+        return key, None
+    keep = np.ones(key.shape[0], dtype=bool)
+    keep[ex] = False
+    cand = np.flatnonzero(keep)
+    return key[cand], cand
 
 
 def _best_b(key: np.ndarray, b: int) -> np.ndarray:
@@ -61,6 +86,7 @@ def select_top(scores, b, *, exclude=None, largest=True):
     Parameters
     ----------
     scores : (n_samples,) float or integer array, finite
+        Integer scores are compared as int64 (exact beyond 2**53).
     b : int
         Batch size, ``0 <= b <= n_samples - len(exclude)``.
     exclude : int indices or boolean mask, optional
@@ -84,9 +110,10 @@ def select_top(scores, b, *, exclude=None, largest=True):
     """
     key, ex = _keys(scores, exclude, largest)
     b = check_budget(b, key.shape[0] - ex.size, "candidates left after exclude")
-    # excluded rows sort after every finite candidate, and b <= candidates: never picked
-    key[ex] = np.inf
-    return _best_b(key, b)
+    key, cand = _candidates(key, ex)
+    # candidate positions keep the row order, so the index tie rule carries over
+    sel = _best_b(key, b)
+    return sel if cand is None else cand[sel]
 
 
 @njit(cache=True)
@@ -198,13 +225,9 @@ def diversify(scores, pseudo_class, b, *, exclude=None, largest=True):
     b = check_budget(b, n - ex.size, "candidates left after exclude")
     if b == 0:
         return np.empty(0, dtype=np.int64)
-    if ex.size:
-        keep = np.ones(n, dtype=bool)
-        keep[ex] = False
-        cand = np.flatnonzero(keep)
-        key, pc = key[cand], pc[cand]
-    else:
-        cand = None
+    key, cand = _candidates(key, ex)
+    if cand is not None:
+        pc = pc[cand]
     lo, hi = int(pc.min()), int(pc.max())
     if lo >= 0 and hi < 4 * pc.shape[0] + 1024:
         codes, n_classes = pc, hi + 1  # dense labels: use them as bucket numbers directly

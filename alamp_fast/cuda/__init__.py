@@ -1,0 +1,61 @@
+"""CUDA implementations of the public kernels, through CuPy.
+
+:mod:`alamp_fast._dispatch` sends CuPy arrays, torch CUDA tensors and ``device="cuda"`` calls
+here, through :data:`IMPLS` (public name -> implementation taking and returning CuPy arrays,
+with the signature and semantics of the CPU function). Kernels are the ``kernels/*.cu`` files,
+compiled by NVRTC on first use and cached per device.
+
+Importing this package imports neither CuPy nor CUDA: ``IMPLS`` and the functions are loaded on
+first access, so its pure-Python parts (:mod:`alamp_fast.cuda._stream`) work and are tested
+on machines with no GPU.
+
+Beyond the public API: :func:`top2_margin_alamp` (margin, class and alamp score in one pass),
+``chunk_rows=`` on the row reductions for host arrays streamed through the GPU, and
+:mod:`alamp_fast.cuda.bench` (the GPU benchmarks of ``alamp-fast bench``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_FUNCTIONS = {
+    "top2_margin": "uncertainty",
+    "margin": "uncertainty",
+    "entropy": "uncertainty",
+    "least_confidence": "uncertainty",
+    "top2_margin_alamp": "uncertainty",
+    "alamp_score": "alamp",
+    "select_top": "selection",
+    "diversify": "selection",
+    "kcenter_greedy": "coreset",
+}
+
+# the public API's names (top2_margin_alamp is GPU-only, so not dispatched)
+_PUBLIC = (
+    "top2_margin",
+    "margin",
+    "entropy",
+    "least_confidence",
+    "alamp_score",
+    "select_top",
+    "diversify",
+    "kcenter_greedy",
+)
+
+__all__ = ["IMPLS", *_FUNCTIONS]
+
+
+def __getattr__(name: str):
+    if name in _FUNCTIONS:
+        module = importlib.import_module(f"alamp_fast.cuda.{_FUNCTIONS[name]}")
+        value = getattr(module, name)
+    elif name == "IMPLS":
+        value = {key: __getattr__(key) for key in _PUBLIC}
+    else:
+        raise AttributeError(f"module 'alamp_fast.cuda' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,245 @@
+"""Backend dispatch: torch CPU tensors in -> torch tensors out, device handling, light import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import reference as ref
+from conftest import assert_exact
+
+import alamp_fast as af
+from alamp_fast import _dispatch
+
+torch = pytest.importorskip(
+    "torch", reason="torch is not installed (pip install alamp_fast[torch])"
+)
+
+OUT = {torch.float16: torch.float32, torch.float32: torch.float32, torch.float64: torch.float64}
+TORCH_DTYPES = list(OUT)
+
+
+def _cuda_usable() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # not installed, no driver, driver too old: all mean "no GPU here"
+        return False
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+def test_torch_in_torch_out_uncertainty(rng, dtype):
+    P_np = np.round(rng.random((300, 7)), 1)
+    P = torch.from_numpy(P_np).to(dtype)
+    P_host = P.numpy()
+    m, top = af.top2_margin(P)
+    assert isinstance(m, torch.Tensor) and isinstance(top, torch.Tensor)
+    assert (m.dtype, top.dtype, m.device.type) == (OUT[dtype], torch.int64, "cpu")
+    want_m, want_top = ref.top2_margin(P_host)
+    assert_exact(m.numpy(), want_m, "margin")
+    assert_exact(top.numpy(), want_top, "top_class")
+    for fn, want in ((af.margin, want_m), (af.least_confidence, ref.least_confidence(P_host))):
+        out = fn(P)
+        assert isinstance(out, torch.Tensor) and out.dtype == OUT[dtype], fn.__name__
+        assert_exact(out.numpy(), want, fn.__name__)
+    H = af.entropy(P)
+    assert isinstance(H, torch.Tensor) and H.dtype == OUT[dtype]
+    np.testing.assert_allclose(H.numpy(), ref.entropy(P_host), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+def test_torch_in_torch_out_selection(rng, dtype):
+    scores = torch.from_numpy(np.round(rng.random(500), 1)).to(dtype)
+    pc = torch.from_numpy(rng.integers(0, 7, 500))
+    exclude = torch.from_numpy(rng.choice(500, 50, replace=False))
+    s_host = scores.numpy()
+    a = af.alamp_score(scores.abs(), scores.flip(0).abs())
+    assert isinstance(a, torch.Tensor) and a.dtype == OUT[dtype]
+    for fn, args, want in (
+        (af.select_top, (scores, 40), ref.select_top(s_host, 40, exclude.numpy())),
+        (af.diversify, (scores, pc, 40), ref.diversify(s_host, pc.numpy(), 40, exclude.numpy())),
+    ):
+        out = fn(*args, exclude=exclude)
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.int64, fn.__name__
+        assert_exact(out.numpy(), want, fn.__name__)
+
+
+def test_torch_kcenter(rng):
+    X = torch.from_numpy(rng.standard_normal((200, 5)).astype(np.float32))
+    labeled = torch.tensor([3, 17, 150])
+    out = af.kcenter_greedy(X, labeled, 10)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.int64
+    assert_exact(out.numpy(), ref.kcenter_greedy(X.numpy(), [3, 17, 150], 10), "kcenter")
+
+
+def test_torch_non_contiguous_and_autograd_tensors(rng):
+    base = torch.from_numpy(rng.random((9, 400)))
+    P = base.T  # non-contiguous (column-major view)
+    assert not P.is_contiguous()
+    assert_exact(af.top2_margin(P)[0].numpy(), ref.margin(P.contiguous().numpy()), "transposed")
+    scores = torch.from_numpy(rng.random(600)).requires_grad_()
+    got = af.select_top(scores[::3], 10)  # strided view of a tensor that requires grad
+    assert_exact(got.numpy(), ref.select_top(scores.detach().numpy()[::3], 10), "strided grad")
+
+
+def test_torch_budget_and_mask_arguments(rng):
+    scores = torch.from_numpy(rng.random(100))
+    mask = torch.zeros(100, dtype=torch.bool)
+    mask[::2] = True
+    got = af.select_top(scores, torch.tensor(5), exclude=mask)
+    assert_exact(got.numpy(), ref.select_top(scores.numpy(), 5, mask.numpy()), "tensor b, mask")
+
+
+def test_torch_and_numpy_arguments_mix(rng):
+    scores = torch.from_numpy(rng.random(50))
+    got = af.diversify(scores, rng.integers(0, 3, 50), 6, exclude=np.array([0, 1]))
+    assert isinstance(got, torch.Tensor)
+
+
+def test_torch_bfloat16_is_widened_exactly_to_float32():
+    P = torch.rand(40, 7).to(torch.bfloat16)
+    got = af.margin(P)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    want = af.margin(P.float().numpy())
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), None])
+def test_device_cpu_keeps_the_input_library(rng, device):
+    P = rng.random((20, 4))
+    assert isinstance(af.margin(P, device=device), np.ndarray)
+    assert isinstance(af.margin(torch.from_numpy(P), device=device), torch.Tensor)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda0", "tpu:0", 0])
+def test_device_invalid_is_named(device):
+    with pytest.raises(ValueError, match=rf"device must be 'cpu' or 'cuda\[:N\]', got {device!r}"):
+        af.margin(np.ones((3, 2)), device=device)
+
+
+@pytest.mark.skipif(_cuda_usable(), reason="a CUDA device is usable here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_device_cuda_without_cuda_raises_clearly(device, library):
+    P = np.random.default_rng(0).random((10, 3))
+    if library == "torch":
+        P = torch.from_numpy(P)
+    with pytest.raises((ImportError, RuntimeError, NotImplementedError)) as info:
+        af.top2_margin(P, device=device)
+    msg = str(info.value)
+    # says which call wanted what, and that the GPU (CuPy / a CUDA device) is what is missing
+    assert "top2_margin" in msg, msg
+    assert device in msg, msg
+    assert any(w in msg for w in ("CUDA", "GPU", "CuPy")), msg
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason="needs a CUDA device visible to cupy")
+def test_device_cuda_with_numpy_returns_numpy(rng):
+    pytest.importorskip("alamp_fast.cuda", reason="GPU implementations not written yet")
+    P = np.round(rng.random((1000, 10)), 1).astype(np.float32)
+    m = af.margin(P, device="cuda")
+    assert isinstance(m, np.ndarray)
+    assert_exact(m, ref.margin(P), "margin on cuda")
+
+
+def test_array_library_recognises_libraries_by_module_name():
+    assert _dispatch.array_library(np.ones(2)) == "numpy"
+    assert _dispatch.array_library([1, 2]) == "numpy"
+    assert _dispatch.array_library(np.float32(1)) == "numpy"
+    assert _dispatch.array_library(torch.ones(2)) == "torch"
+    assert _dispatch.array_library(3) is None
+    assert _dispatch.array_library(None) is None
+
+
+def test_every_public_kernel_is_dispatched():
+    for name in (
+        "margin",
+        "top2_margin",
+        "entropy",
+        "least_confidence",
+        "alamp_score",
+        "select_top",
+        "diversify",
+        "kcenter_greedy",
+    ):
+        fn = getattr(af, name)
+        assert callable(getattr(fn, "cpu_impl", None)), f"{name} is not wrapped by dispatch"
+        assert fn.__doc__ and "Examples" in fn.__doc__, f"{name} lacks a docstring example"
+
+
+def test_import_is_light():
+    """import alamp_fast pulls in neither torch, CuPy nor dask (and so touches no GPU)."""
+    code = (
+        "import sys, alamp_fast\n"
+        "print(','.join(m for m in ('torch', 'cupy', 'dask', 'distributed', 'faiss')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"import alamp_fast imported: {out.stdout.strip()}"
+
+
+def test_mixing_array_libraries_is_a_typeerror():
+    da = pytest.importorskip("dask.array")
+    scores = da.from_array(np.linspace(0, 1, 10), chunks=5)
+    with pytest.raises(TypeError, match=r"mix array libraries \['dask', 'torch'\]"):
+        af.diversify(scores, torch.arange(10) % 3, 2)
+
+
+def _all_calls(P, s, pc, idx):
+    return {
+        "top2_margin": lambda: af.top2_margin(P),
+        "entropy": lambda: af.entropy(P),
+        "least_confidence": lambda: af.least_confidence(P),
+        "alamp_score": lambda: af.alamp_score(s, s[::-1]),
+        "select_top": lambda: af.select_top(s, 7, exclude=idx),
+        "diversify": lambda: af.diversify(s, pc, 7, exclude=idx),
+        "kcenter_greedy": lambda: af.kcenter_greedy(P, idx, 7),
+    }
+
+
+def _as_tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_readonly_memmap_and_list_inputs_go_the_numpy_way(rng, tmp_path, dtype):
+    P = np.round(rng.random((64, 20)), 1).astype(dtype)
+    s = np.round(rng.random(64), 1).astype(dtype)
+    pc = rng.integers(0, 4, 64)
+    idx = np.array([5, 1, 9])
+    want = {k: f() for k, f in _all_calls(P, s, pc, idx).items()}
+    mm = np.lib.format.open_memmap(tmp_path / "P.npy", mode="w+", dtype=dtype, shape=P.shape)
+    mm[...] = P
+    mm.flush()
+    P_ro = np.load(tmp_path / "P.npy", mmap_mode="r")  # read-only memmap
+    s_ro, pc_ro, idx_ro = s.copy(), pc.copy(), idx.copy()
+    for a in (s_ro, pc_ro, idx_ro):
+        a.flags.writeable = False
+    for name, f in _all_calls(P_ro, s_ro, pc_ro, idx_ro).items():
+        for g, w in zip(_as_tuple(f()), _as_tuple(want[name]), strict=True):
+            assert isinstance(g, np.ndarray), name
+            assert_exact(g, w, f"{name} on read-only / memmap input", dtype=w.dtype)
+    lists = _all_calls(P.tolist(), s.tolist(), pc.tolist(), idx.tolist())
+    for name in ("select_top", "diversify"):  # lists hold the same values, exactly, as floats
+        assert_exact(lists[name](), want[name], f"{name} on lists")
+
+
+def test_inputs_are_not_modified(rng):
+    P = np.round(rng.random((300, 20)), 1)
+    s = np.round(rng.random(300), 1)
+    pc = rng.integers(0, 4, 300)
+    idx = np.array([5, 1, 9])
+    mask = np.zeros(300, dtype=bool)
+    mask[idx] = True
+    before = [a.copy() for a in (P, s, pc, idx, mask)]
+    for f in _all_calls(P, s, pc, idx).values():
+        f()
+    af.select_top(s, 7, exclude=mask, largest=False)
+    af.kcenter_greedy(P, mask, 7)
+    for a, b in zip((P, s, pc, idx, mask), before, strict=True):
+        assert_exact(a, b, "input after the calls")

@@ -1,0 +1,198 @@
+"""margin / top2_margin / entropy / least_confidence against the literal row-sorting reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reference as ref
+from conftest import assert_close, assert_exact, layouts_2d
+
+import alamp_fast as af
+
+DTYPES = [np.float16, np.float32, np.float64]
+OUT = {np.float16: np.float32, np.float32: np.float32, np.float64: np.float64}
+
+# n from empty to a few thousand rows, C from 2 to beyond 1024; C around the SIMD widths
+# (16 float32 / 8 float64 lanes per vector, scalar leftover columns after them)
+SMALL_SHAPES = [
+    (0, 2),
+    (1, 2),
+    (1, 7),
+    (2, 2),
+    (31, 3),
+    (5, 8),
+    (40, 16),
+    (33, 17),
+    (20, 32),
+    (17, 33),
+    (257, 10),
+    (3000, 4),
+]
+SHAPES = SMALL_SHAPES + [(9, 64), (1000, 101), (48, 1025), (12, 3001)]
+
+
+def make_probs(rng, shape, dtype, kind):
+    n, c = shape
+    if kind == "softmax":
+        z = rng.standard_normal(shape) * 3
+        p = np.exp(z - z.max(axis=1, keepdims=True)) if n else z
+        p = p / p.sum(axis=1, keepdims=True) if n else p
+    elif kind == "uniform":
+        p = rng.random(shape)
+    elif kind == "ties":  # one decimal: rows share their top value often
+        p = np.round(rng.random(shape), 1)
+    elif kind == "onehot":  # zeros everywhere else: 0 log 0, margin 1
+        p = np.zeros(shape)
+        if n:
+            p[np.arange(n), rng.integers(0, c, n)] = 1.0
+    elif kind == "decision":  # SVM decision values: negative, rows do not sum to 1
+        p = rng.standard_normal(shape) * 2 - 1
+    elif kind == "wide":  # magnitudes across the dtype's range, both signs, some subnormal
+        fi = np.finfo(dtype)
+        mag = np.exp(
+            rng.uniform(np.log(float(fi.smallest_subnormal)), np.log(float(fi.max) / 4), shape)
+        )
+        p = mag * rng.choice([-1.0, 1.0], shape)
+    else:
+        raise ValueError(kind)
+    return np.asarray(p).astype(dtype)
+
+
+PROB_KINDS = ["softmax", "uniform", "ties", "onehot"]
+ALL_KINDS = PROB_KINDS + ["decision", "wide"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_top2_margin_matches_reference(backend, rng, shape, dtype):
+    for kind in ALL_KINDS:
+        P = make_probs(rng, shape, dtype, kind)
+        margin, top = backend(af.top2_margin, P)
+        want_margin, want_top = ref.top2_margin(P)
+        # bit-exact: float16 is widened to float32 exactly, then one subtraction in float32
+        assert_exact(margin, want_margin, f"margin ({kind})", dtype=OUT[dtype])
+        assert_exact(top, want_top, f"top_class ({kind})", dtype=np.int64)
+
+
+@pytest.mark.parametrize("kind", ["ties", "decision"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_margin_equals_top2_margin(backend, rng, dtype, kind):
+    P = make_probs(rng, (500, 13), dtype, kind)
+    assert_exact(backend(af.margin, P), ref.margin(P), "margin", dtype=OUT[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_top2_ties_go_to_lowest_class(backend, dtype):
+    P = np.array(
+        [
+            [0.3, 0.3, 0.4, 0.4],  # top value twice: margin 0, first of them
+            [0.0, -0.0, -0.0, 0.0],  # signed zeros compare equal
+            [-1.0, -2.0, -1.0, -3.0],  # all negative
+            [0.25, 0.25, 0.25, 0.25],
+            [0.1, 0.2, 0.3, 0.9],
+        ],
+        dtype=dtype,
+    )
+    margin, top = backend(af.top2_margin, P)
+    assert_exact(top, [2, 0, 0, 0, 3], "top_class")
+    want = np.array([0.0, 0.0, 0.0, 0.0, 0.6], dtype=OUT[dtype])
+    want[4] = OUT[dtype](dtype(0.9)) - OUT[dtype](dtype(0.3))
+    assert_exact(margin, want, "margin", dtype=OUT[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [2, 7, 8, 9, 16, 17, 31, 32, 33, 64])
+def test_top2_every_position_pair(backend, rng, C, dtype):
+    """Top-1 / top-2 at every pair of columns (j1, j2), equal or not: every SIMD lane, every
+    lane pair in the merge tree and the scalar leftover columns meet both roles."""
+    j1, j2 = np.meshgrid(np.arange(C), np.arange(C), indexing="ij")
+    j1, j2 = j1.ravel(), j2.ravel()
+    rows = np.arange(j1.size)
+    P = rng.uniform(-1, 0.5, (j1.size, C))
+    P[rows, j2] = np.where(rng.random(j1.size) < 0.5, 0.75, 1.0)  # below or equal to top1
+    P[rows, j1] = 1.0
+    P = P.astype(dtype)
+    margin, top = backend(af.top2_margin, P)
+    want_margin, want_top = ref.top2_margin(P)
+    assert_exact(top, want_top, "top_class", dtype=np.int64)
+    assert_exact(margin, want_margin, "margin", dtype=OUT[dtype])
+    assert_exact(backend(af.least_confidence, P), ref.least_confidence(P), "least_confidence")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C,col", [(2**24 - 16, 2**24 - 17), (2**24 + 3, 2**24 + 1)])
+def test_top2_argmax_index_beyond_float32_integers(C, col, dtype):
+    # the SIMD path carries the argmax as a float in its lanes: exact only below 2**24
+    P = np.zeros((1, C), dtype=dtype)
+    P[0, col] = 1
+    P[0, 5] = 0.5
+    margin, top = af.top2_margin(P)
+    assert_exact(top, [col], "top_class")
+    assert_exact(margin, [0.5], "margin", dtype=OUT[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_pool_with_production_thresholds(rng, dtype):
+    """Above the size where the parallel kernels are chosen (numpy backend, no forcing)."""
+    P = make_probs(rng, (2700, 101), dtype, "ties")
+    margin, top = af.top2_margin(P)
+    want_margin, want_top = ref.top2_margin(P)
+    assert_exact(margin, want_margin, "margin", dtype=OUT[dtype])
+    assert_exact(top, want_top, "top_class")
+    assert_exact(af.least_confidence(P), ref.least_confidence(P), "least_confidence")
+    rtol = 1e-12 if dtype == np.float64 else 2.0**-22
+    assert_close(af.entropy(P), ref.entropy(P), "entropy", rtol=rtol, atol=1e-300)
+
+
+def test_float16_margin_is_float32_difference(backend, rng):
+    # the documented rule: margin == np.float32(top1) - np.float32(top2), not a float16 result
+    P = rng.random((4000, 6)).astype(np.float16)
+    s = np.sort(P.astype(np.float32), axis=1)
+    assert_exact(backend(af.margin, P), s[:, -1] - s[:, -2], "float16 margin", dtype=np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_entropy_matches_reference(backend, rng, shape, dtype):
+    # accumulated in float64 by both; only log's last bit and summation order may differ,
+    # plus the final rounding to float32
+    rtol = 1e-12 if dtype == np.float64 else 2.0**-22
+    for kind in PROB_KINDS:
+        P = make_probs(rng, shape, dtype, kind)
+        H = backend(af.entropy, P)
+        assert H.dtype == OUT[dtype]
+        assert_close(H, ref.entropy(P), f"entropy ({kind})", rtol=rtol, atol=1e-300)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_entropy_known_values(backend, dtype):
+    P = np.array([[0.5, 0.5], [1.0, 0.0], [0.25, 0.25], [0.0, 0.0]], dtype=dtype)
+    H = backend(af.entropy, P)
+    want = np.array([np.log(2), 0.0, 0.5 * np.log(4), 0.0])
+    assert_close(H, want, "entropy", rtol=1e-6 if dtype != np.float64 else 1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_least_confidence_matches_reference(backend, rng, shape, dtype):
+    for kind in ALL_KINDS:
+        P = make_probs(rng, shape, dtype, kind)
+        got = backend(af.least_confidence, P)
+        assert_exact(got, ref.least_confidence(P), f"least_confidence ({kind})", dtype=OUT[dtype])
+
+
+@pytest.mark.parametrize(
+    "fn", [af.top2_margin, af.entropy, af.least_confidence], ids=lambda f: f.__name__
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layout_does_not_change_result(backend, rng, fn, dtype):
+    P = make_probs(rng, (301, 11), dtype, "ties")
+    want = backend(fn, P)
+    for name, view in layouts_2d(P, rng):
+        assert not view.flags.c_contiguous, name
+        got = backend(fn, view)
+        if isinstance(want, tuple):
+            for g, w in zip(got, want, strict=True):
+                assert_exact(g, w, f"{fn.__name__} on {name}", dtype=w.dtype)
+        else:
+            assert_exact(got, want, f"{fn.__name__} on {name}", dtype=want.dtype)

@@ -1,0 +1,275 @@
+"""Input checking at the public boundary: every bad input raises ValueError/TypeError naming it.
+
+Each case is a (call, exception, message pattern) triple run on numpy input; the patterns
+require the bad value (or shape / index / budget) to appear in the message.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import alamp_fast as af
+
+PROB_FUNCS = [af.margin, af.top2_margin, af.entropy, af.least_confidence]
+
+
+def _probs(dtype=np.float64, n=6, c=4):
+    return np.random.default_rng(0).random((n, c)).astype(dtype)
+
+
+def names(*parts: str) -> str:
+    """A regex matching a message that contains every part, in any order (format-agnostic)."""
+    return "(?s)^" + "".join(f"(?=.*{p})" for p in parts)
+
+
+def _with(a, index, value):
+    a = a.copy()
+    a[index] = value
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# probs
+
+
+@pytest.mark.parametrize("fn", PROB_FUNCS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bad,pattern", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_probs_non_finite(fn, dtype, bad, pattern):
+    P = _with(_probs(dtype), (3, 2), bad)
+    with pytest.raises(ValueError, match=names("probs", "3, 2", pattern)):
+        fn(P)
+
+
+@pytest.mark.parametrize("fn", PROB_FUNCS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 4), ()])
+def test_probs_wrong_ndim(fn, shape):
+    with pytest.raises(ValueError, match=rf"probs must be 2-D, got shape {re_shape(shape)}"):
+        fn(np.zeros(shape))
+
+
+@pytest.mark.parametrize("fn", PROB_FUNCS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("shape", [(5, 1), (3, 0), (0, 1)])
+def test_probs_fewer_than_two_classes(fn, shape):
+    with pytest.raises(ValueError, match=rf"at least 2 classes.*{re_shape(shape)}"):
+        fn(np.zeros(shape))
+
+
+@pytest.mark.parametrize("fn", PROB_FUNCS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.complex128, object])
+def test_probs_wrong_dtype(fn, dtype):
+    with pytest.raises(
+        TypeError,
+        match=rf"probs must be float16/32/64, got dtype "
+        rf"{np.dtype(dtype).name}",
+    ):
+        fn(np.zeros((3, 3), dtype=dtype))
+
+
+def test_entropy_negative_probability_named():
+    P = _with(_probs(), (4, 1), -0.25)
+    with pytest.raises(ValueError, match=r"non-negative.*probs\[4, 1\].*-0\.25"):
+        af.entropy(P)
+
+
+# ---------------------------------------------------------------------------------------------
+# alamp_score
+
+
+@pytest.mark.parametrize("which", ["prev_margin", "margin"])
+@pytest.mark.parametrize("bad,pattern", [(np.nan, "nan"), (np.inf, "inf")])
+def test_alamp_non_finite(which, bad, pattern):
+    prev, cur = np.full(8, 0.5), np.full(8, 0.25)
+    if which == "prev_margin":
+        prev = _with(prev, 5, bad)
+    else:
+        cur = _with(cur, 5, bad)
+    with pytest.raises(ValueError, match=names(rf"^{which}\b", r"(\[|index )5\b", pattern)):
+        af.alamp_score(prev, cur)
+
+
+@pytest.mark.parametrize("which", ["prev_margin", "margin"])
+def test_alamp_negative_margin(which):
+    prev, cur = np.full(8, 0.5), np.full(8, 0.25)
+    if which == "prev_margin":
+        prev = _with(prev, 6, -0.125)
+    else:
+        cur = _with(cur, 6, -0.125)
+    with pytest.raises(ValueError, match=rf"^{which}\[6\] = .*-0\.125.* is negative"):
+        af.alamp_score(prev, cur)
+
+
+def test_alamp_mismatched_lengths():
+    with pytest.raises(ValueError, match=r"prev_margin has 5 samples but margin has 4"):
+        af.alamp_score(np.ones(5), np.ones(4))
+
+
+@pytest.mark.parametrize("which", ["prev_margin", "margin"])
+def test_alamp_wrong_ndim(which):
+    args = {"prev_margin": np.ones(4), "margin": np.ones(4)}
+    args[which] = np.ones((4, 1))
+    with pytest.raises(ValueError, match=rf"{which} must be 1-D, got shape \(4, 1\)"):
+        af.alamp_score(args["prev_margin"], args["margin"])
+
+
+def test_alamp_integer_margins_rejected():
+    with pytest.raises(TypeError, match=r"prev_margin must be float16/32/64, got dtype int64"):
+        af.alamp_score(np.ones(3, dtype=np.int64), np.ones(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# select_top / diversify
+
+
+def _select(scores, b, **kw):
+    return af.select_top(scores, b, **kw)
+
+
+def _diversify(scores, b, **kw):
+    return af.diversify(scores, np.arange(len(scores)) % 3, b, **kw)
+
+
+SELECTORS = [_select, _diversify]
+
+
+@pytest.mark.parametrize("fn", SELECTORS, ids=["select_top", "diversify"])
+@pytest.mark.parametrize("bad,pattern", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_scores_non_finite(fn, bad, pattern):
+    s = _with(np.linspace(0, 1, 10), 7, bad)
+    with pytest.raises(ValueError, match=names("scores", r"(\[|index )7\b", pattern)):
+        fn(s, 2)
+
+
+@pytest.mark.parametrize("fn", SELECTORS, ids=["select_top", "diversify"])
+def test_scores_wrong_ndim(fn):
+    with pytest.raises(ValueError, match=r"scores must be 1-D, got shape \(5, 2\)"):
+        fn(np.zeros((5, 2)), 1)
+
+
+@pytest.mark.parametrize("fn", SELECTORS, ids=["select_top", "diversify"])
+@pytest.mark.parametrize(
+    "b,exclude,pattern",
+    [
+        (-1, None, r"b=-1 must be >= 0"),
+        (11, None, r"b=11 exceeds the 10 candidates"),
+        (8, [0, 1, 2], r"b=8 exceeds the 7 candidates left after exclude"),
+        (1, np.ones(10, dtype=bool), r"b=1 exceeds the 0 candidates"),
+    ],
+)
+def test_budget_out_of_range(fn, b, exclude, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        fn(np.linspace(0, 1, 10), b, exclude=exclude)
+
+
+@pytest.mark.parametrize("fn", SELECTORS, ids=["select_top", "diversify"])
+@pytest.mark.parametrize("b", [2.0, 2.5, "2", True, None])
+def test_budget_not_an_integer(fn, b):
+    with pytest.raises(TypeError, match=rf"budget b must be an integer, got {b!r}"):
+        fn(np.linspace(0, 1, 10), b)
+
+
+@pytest.mark.parametrize("fn", SELECTORS, ids=["select_top", "diversify"])
+@pytest.mark.parametrize(
+    "exclude,exc,pattern",
+    [
+        ([3, 10], ValueError, r"exclude holds index 10, out of range for 10 samples"),
+        ([-1, 3], ValueError, r"exclude holds index -1, out of range for 10 samples"),
+        ([4, 2, 4], ValueError, r"exclude holds duplicated index 4"),
+        ([1.0, 2.0], TypeError, r"exclude must hold integer indices, got dtype float64"),
+        (np.zeros((2, 2), dtype=np.int64), ValueError, r"exclude must be 1-D, got shape \(2, 2\)"),
+        (np.zeros(9, dtype=bool), ValueError, r"exclude as a boolean mask must have shape \(10,\)"),
+    ],
+)
+def test_exclude_bad(fn, exclude, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        fn(np.linspace(0, 1, 10), 1, exclude=exclude)
+
+
+@pytest.mark.parametrize(
+    "pc,exc,pattern",
+    [
+        (
+            np.arange(10) * 1.0,
+            TypeError,
+            r"pseudo_class must be an integer array, got dtype float64",
+        ),
+        (np.full(10, 0.5), TypeError, r"pseudo_class must be an integer array, got dtype float64"),
+        (np.array(list("abcdefghij")), TypeError, r"pseudo_class must be an integer array.*<U1"),
+        (np.zeros(10, dtype=bool), TypeError, r"pseudo_class must be an integer array.*bool"),
+        (np.zeros(9, dtype=np.int64), ValueError, r"pseudo_class has 9 entries but scores have 10"),
+        (np.zeros((10, 1), dtype=np.int64), ValueError, r"pseudo_class must be 1-D.*\(10, 1\)"),
+    ],
+)
+def test_pseudo_class_bad(pc, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        af.diversify(np.linspace(0, 1, 10), pc, 2)
+
+
+def test_integral_float_pseudo_class_hints_the_cast():
+    with pytest.raises(TypeError, match=r"astype\(np\.int64\)"):
+        af.diversify(np.linspace(0, 1, 4), np.array([0.0, 1.0, 1.0, 2.0]), 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# kcenter_greedy
+
+
+def _feats(n=10, d=3):
+    return np.random.default_rng(1).standard_normal((n, d))
+
+
+@pytest.mark.parametrize("bad,pattern", [(np.nan, "nan"), (np.inf, "inf")])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_features_non_finite(bad, pattern, dtype):
+    X = _with(_feats().astype(dtype), (6, 2), bad)
+    with pytest.raises(ValueError, match=names("features", "6, 2", pattern)):
+        af.kcenter_greedy(X, [0], 2)
+
+
+@pytest.mark.parametrize("shape", [(10,), (2, 5, 1)])
+def test_features_wrong_ndim(shape):
+    with pytest.raises(ValueError, match=rf"features must be 2-D, got shape {re_shape(shape)}"):
+        af.kcenter_greedy(np.zeros(shape), [0], 1)
+
+
+@pytest.mark.parametrize(
+    "labeled,b,exc,pattern",
+    [
+        ([0, 10], 1, ValueError, r"labeled holds index 10, out of range for 10 samples"),
+        ([-3], 1, ValueError, r"labeled holds index -3, out of range"),
+        ([2, 5, 2], 1, ValueError, r"labeled holds duplicated index 2"),
+        ([0.0], 1, TypeError, r"labeled must hold integer indices, got dtype float64"),
+        ([0, 1], 9, ValueError, r"b=9 exceeds the 8 unlabeled candidates"),
+        ([], 11, ValueError, r"b=11 exceeds the 10 unlabeled candidates"),
+        ([0], -2, ValueError, r"b=-2 must be >= 0"),
+        ([0], 1.5, TypeError, r"budget b must be an integer, got 1\.5"),
+    ],
+)
+def test_kcenter_bad_labeled_or_budget(labeled, b, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        af.kcenter_greedy(_feats(), labeled, b)
+
+
+def test_errors_do_not_depend_on_python_optimisation(tmp_path):
+    """Checks are real exceptions, not asserts: they still fire under ``python -O``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, alamp_fast as af\n"
+        "try:\n    af.select_top(np.ones(3), 5)\nexcept ValueError:\n    print('raised')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-O", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.stdout.strip() == "raised", out.stderr
+
+
+def re_shape(shape) -> str:
+    """The regex for ``str(shape)`` (parentheses escaped)."""
+    return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
