@@ -7,6 +7,7 @@ dispatched to their backends, see :mod:`alamp_fast._dispatch`):
 - :func:`alamp_score`: the shift from certainty at iteration k-1 to uncertainty at k
 - selection: :func:`select_top`, :func:`diversify` (Algorithm 1 of the paper)
 - core-set: :func:`kcenter_greedy`
+- the paper's AL protocol: :func:`simulate` (imported on first use)
 
 Importing the package needs neither CUDA, torch nor dask.
 """
@@ -18,6 +19,16 @@ from alamp_fast.uncertainty import entropy, least_confidence, margin, top2_margi
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # the AL protocol imports scikit-learn: loaded on first use, not with the kernels
+    if name == "simulate":
+        from alamp_fast.protocol import simulate
+
+        return simulate
+    raise AttributeError(f"module 'alamp_fast' has no attribute {name!r}")
+
+
 __all__ = [
     "margin",
     "top2_margin",
@@ -27,5 +38,6 @@ __all__ = [
     "select_top",
     "diversify",
     "kcenter_greedy",
+    "simulate",
     "__version__",
 ]

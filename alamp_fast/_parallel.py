@@ -16,9 +16,9 @@ from numba import njit
 
 __all__ = ["Twins", "twins", "PARALLEL_MIN_WORK"]
 
-# elements (or flops / 4) below which the serial twin wins: a 2**18-element float32 pass is
-# ~30 us of memory traffic, about one thread wake-up on an idle machine
-PARALLEL_MIN_WORK = 1 << 18
+# elements below which the serial twin wins: a 2**20-element float32 pass is ~0.1 ms of
+# memory traffic, a few thread wake-ups on an idle machine (many more on a busy one)
+PARALLEL_MIN_WORK = 1 << 20
 
 
 class Twins:

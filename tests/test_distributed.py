@@ -10,6 +10,7 @@ end the call with an error, not a selection.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import threading
@@ -158,8 +159,8 @@ class WorkerKiller:
 # on a cluster
 
 
-@pytest.fixture(scope="module")
-def client():
+@contextlib.contextmanager
+def _local_client():
     # one retry per task: a single worker loss is survived, a task that kills every worker it
     # runs on fails after two deaths instead of four (read by the scheduler, in this process)
     with (
@@ -176,14 +177,28 @@ def client():
         yield c
 
 
-def test_selection_survives_a_worker_killed_mid_run(client, rng):
+@pytest.fixture(scope="module")
+def client():
+    with _local_client() as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_client():
+    """A cluster of its own, for a test that kills workers: restarting them on a loaded
+    machine can outlast the test, and the shared cluster must not depend on it."""
+    with _local_client() as c:
+        yield c
+
+
+def test_selection_survives_a_worker_killed_mid_run(fresh_client, rng):
     n = 4000
     s = tied_scores(rng, n, np.float32)
     pc = rng.integers(0, 4, n)
     ex = rng.choice(n, 300, replace=False)
     # 10 chunks of 0.25 s on 2 workers: the kill at 0.4 s lands while chunks are running
     sd = as_dask(s, (400,) * 10).map_blocks(_slow, 0.25, meta=s[:0])
-    killer = WorkerKiller(client, 0.4)
+    killer = WorkerKiller(fresh_client, 0.4)
     got = af.diversify(sd, pc, 120, exclude=ex)
     killer.check_killed_before(time.monotonic())
     assert_exact(got, af.diversify(s, pc, 120, exclude=ex), "diversify after a worker loss")
@@ -257,11 +272,11 @@ def test_diversify_is_identical(client, rng, labels, largest):
     assert_exact(af.diversify(sd, pc, 60, largest=largest), want, "numpy pseudo_class")
 
 
-def test_kcenter_survives_a_worker_killed_mid_run(client, rng):
+def test_kcenter_survives_a_worker_killed_mid_run(fresh_client, rng):
     n = 3000
     X = rng.standard_normal((n, 4)).astype(np.float32)
     labeled = rng.choice(n, 20, replace=False)
-    killer = WorkerKiller(client, 1.0)
+    killer = WorkerKiller(fresh_client, 1.0)
     got = af.kcenter_greedy(as_dask(X, (500,) * 6), labeled, 40)
     killer.check_killed_before(time.monotonic())
     assert_exact(got, af.kcenter_greedy(X, labeled, 40), "kcenter after a worker loss")
@@ -354,8 +369,7 @@ def _poison(block, block_info=None):
     return block
 
 
-def test_a_chunk_that_kills_its_workers_fails_the_call(client, rng):
-    client.wait_for_workers(2, timeout=60)
+def test_a_chunk_that_kills_its_workers_fails_the_call(fresh_client, rng):
     s = rng.random(1000)
     sd = as_dask(s, (250,) * 4).map_blocks(_poison, meta=s[:0])
     with pytest.raises(distributed.KilledWorker, match="on 2 different workers"):

@@ -1,0 +1,294 @@
+"""Feature sets for simulations: ``.npz`` / ``.npy`` files, or scikit-learn's digits.
+
+Accepted files
+--------------
+* quantized ``.npz`` (the format of the project's shared feature sets): ``Xq`` uint8
+  ``(N, D)``, ``scale``, ``zero_point`` (``X = (Xq - zero_point) * scale``), ``y`` class
+  indices into ``classes`` (names); extra keys such as ``paths`` are ignored;
+* plain ``.npz``: ``X`` ``(N, D)`` and ``y`` ``(N,)`` (integers or strings), optionally
+  ``classes`` (then ``y`` indexes into it);
+* ``.npy`` features ``(N, D)`` with the labels given separately (``labels=``: an array, a
+  ``.npy`` file, or a text file with one label per line).
+
+Labels come back as int64 codes ``0..C-1`` into ``classes``; a test file's labels are
+matched to the train file's classes by name (or value).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Dataset", "l2_normalize", "load_dataset", "load_digits", "load_features"]
+
+
+@dataclass
+class Dataset:
+    """Train and test features with int64 labels ``0..n_classes-1`` into ``classes``."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: np.ndarray
+    name: str = "dataset"
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def describe(self) -> dict:
+        """Sizes and names for a results file (JSON-ready)."""
+        return {
+            "name": self.name,
+            "n_train": int(self.X_train.shape[0]),
+            "n_test": int(self.X_test.shape[0]),
+            "n_features": int(self.X_train.shape[1]),
+            "n_classes": self.n_classes,
+            "classes": [str(c) for c in self.classes],
+        }
+
+
+def l2_normalize(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean norm (all-zero rows stay zero), as float32.
+
+    Examples
+    --------
+    >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1)
+
+
+def _read_labels(labels) -> np.ndarray:
+    if isinstance(labels, (str, os.PathLike)):
+        path = os.fspath(labels)
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        with open(path, encoding="utf-8") as f:
+            values = [line.strip() for line in f if line.strip()]
+        try:
+            return np.array([int(v) for v in values], dtype=np.int64)
+        except ValueError:
+            return np.array(values)
+    return np.asarray(labels)
+
+
+def load_features(
+    path, labels=None, *, require_labels: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Read one features file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.npz`` (quantized ``Xq``/``scale``/``zero_point``/``y``[/``classes``] or plain
+        ``X``/``y``[/``classes``]) or ``.npy`` features.
+    labels : array, str or PathLike, optional
+        Labels for a ``.npy`` file (required there) or to override an ``.npz`` file's ``y``.
+    require_labels : bool, default True
+        False reads an unlabeled pool: ``y`` is then None when the file has none.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, D)
+    y : ndarray, shape (N,), or None (unlabeled pool, ``require_labels=False``)
+        As stored: indices into ``classes`` when ``classes`` is not None, raw labels otherwise.
+    classes : ndarray or None
+        Class names when the file has them.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "f.npz")
+    >>> np.savez(path, Xq=np.array([[0, 10], [20, 30]], np.uint8), scale=np.float32(0.5),
+    ...          zero_point=np.int32(10), y=np.array([1, 0], np.int16),
+    ...          classes=np.array(["cat", "dog"]))
+    >>> X, y, classes = load_features(path)
+    >>> X.tolist(), y.tolist(), classes.tolist()
+    ([[-5.0, 0.0], [5.0, 10.0]], [1, 0], ['cat', 'dog'])
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such features file: {path}")
+    classes = None
+    y = None
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if "Xq" in keys:
+                for key in ("scale", "zero_point"):
+                    if key not in keys:
+                        raise ValueError(f"{path}: quantized file has Xq but no {key!r}")
+                X = (data["Xq"].astype(np.float32) - np.float32(data["zero_point"])) * np.float32(
+                    data["scale"]
+                )
+            elif "X" in keys:
+                X = np.asarray(data["X"], dtype=np.float32)
+            else:
+                raise ValueError(f"{path}: expected key 'Xq' or 'X', found {sorted(keys)}")
+            if "y" in keys:
+                y = data["y"]
+            if "classes" in keys:
+                classes = data["classes"]
+    elif path.endswith(".npy"):
+        X = np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+    else:
+        raise ValueError(f"{path}: features must be a .npz or .npy file")
+    if labels is not None:
+        y = _read_labels(labels)
+    if y is None and require_labels:
+        raise ValueError(f"{path}: no labels ('y' key) and none given (labels=...)")
+    if X.ndim != 2:
+        raise ValueError(f"{path}: features must be 2-D (N, D), got shape {X.shape}")
+    if y is None:
+        if not np.isfinite(X).all():
+            row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+            raise ValueError(f"{path}: features row {row} holds NaN or Inf")
+        return X, None, classes
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"{path}: {X.shape[0]} feature rows but labels of shape {y.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{path}: features contain NaN or Inf")
+    if classes is not None:
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{path}: with 'classes', y must hold integer indices, got {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() >= len(classes)):
+            raise ValueError(f"{path}: y holds indices outside 0..{len(classes) - 1}")
+    return X, y, classes
+
+
+def _names(y: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
+    """Per-row class identity (name if known, else the raw label)."""
+    return np.asarray(classes)[y] if classes is not None else y
+
+
+def load_dataset(
+    train=None,
+    test=None,
+    *,
+    train_labels=None,
+    test_labels=None,
+    normalize: bool = True,
+    drop_classes=(),
+    test_size: float = 0.25,
+    seed: int = 0,
+) -> Dataset:
+    """Load a train/test split of features and labels.
+
+    Parameters
+    ----------
+    train : str or PathLike, optional
+        Train features (see the module docstring for formats). ``None``: scikit-learn's
+        bundled ``load_digits`` (:func:`load_digits`).
+    test : str or PathLike, optional
+        Test features. ``None``: a stratified split of ``train`` (``test_size``, ``seed``).
+    train_labels, test_labels : array or path, optional
+        Labels for ``.npy`` features.
+    normalize : bool
+        L2-normalise every row (the usual practice before a linear SVM).
+    drop_classes : iterable of str
+        Class names (or raw label values, as strings) to remove from both splits, e.g.
+        ``["BACKGROUND_Google"]``.
+    test_size : float
+        Fraction held out when ``test`` is None.
+    seed : int
+        Seed of that split.
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> ds = load_dataset(test_size=0.5, seed=0)      # digits
+    >>> ds.X_train.shape, ds.n_classes
+    ((898, 64), 10)
+    """
+    if train is None:
+        if test is not None:
+            raise ValueError("a test file was given without a train file")
+        X, y, classes = _digits()
+        name = "digits"
+    else:
+        X, y, classes = load_features(train, train_labels)
+        name = os.path.splitext(os.path.basename(os.fspath(train)))[0]
+    names_train = _names(y, classes)
+    if test is not None:
+        X_test, y_test, classes_test = load_features(test, test_labels)
+        if X_test.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"train has {X.shape[1]} features per row but test has {X_test.shape[1]}"
+            )
+        names_test = _names(y_test, classes_test)
+    else:
+        X, X_test, names_train, names_test = _split(X, names_train, test_size, seed)
+
+    drop = {str(c) for c in drop_classes}
+    if drop:
+        present = {str(c) for c in np.unique(names_train)}
+        unknown = drop - present
+        if unknown:
+            raise ValueError(
+                f"drop_classes {sorted(unknown)} not among the train classes "
+                f"(e.g. {sorted(present)[:5]})"
+            )
+        keep_train = ~np.isin(names_train.astype(str), list(drop))
+        keep_test = ~np.isin(names_test.astype(str), list(drop))
+        X, names_train = X[keep_train], names_train[keep_train]
+        X_test, names_test = X_test[keep_test], names_test[keep_test]
+
+    if classes is not None:
+        # Keep the file's class order (sorted names in the shared files), minus absent ones.
+        seen = set(names_train.tolist())
+        out_classes = np.asarray([c for c in classes if c in seen])
+    else:
+        out_classes = np.unique(names_train)
+    y_train = _encode(names_train, out_classes, "train")
+    y_test = _encode(names_test, out_classes, "test")
+    if len(out_classes) < 2:
+        raise ValueError(f"the train split has {len(out_classes)} class(es); need at least 2")
+    if normalize:
+        X, X_test = l2_normalize(X), l2_normalize(X_test)
+    return Dataset(X, y_train, X_test, y_test, out_classes, name)
+
+
+def _encode(names: np.ndarray, classes: np.ndarray, split: str) -> np.ndarray:
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    codes = np.fromiter((lookup.get(c, -1) for c in names.tolist()), np.int64, len(names))
+    if (codes < 0).any():
+        unknown = sorted({str(c) for c in names[codes < 0].tolist()})
+        raise ValueError(f"{split} labels {unknown[:5]} are not classes of the train split")
+    return codes
+
+
+def _split(X, names, test_size, seed):
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    return train_test_split(X, names, test_size=test_size, random_state=seed, stratify=names)
+
+
+def _digits():
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    d = _sk_load_digits()
+    return d.data.astype(np.float32), d.target.astype(np.int64), np.arange(10)
+
+
+def load_digits(*, normalize: bool = True, test_size: float = 0.25, seed: int = 0) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1,797 x 64, 10 classes), split and normalised.
+
+    Examples
+    --------
+    >>> ds = load_digits()
+    >>> ds.X_train.shape, ds.X_test.shape
+    ((1347, 64), (450, 64))
+    """
+    return load_dataset(None, normalize=normalize, test_size=test_size, seed=seed)

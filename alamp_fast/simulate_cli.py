@@ -1,0 +1,264 @@
+"""``alamp-fast simulate``: run the paper's AL protocol and write results, a table and plots.
+
+With no arguments it runs every strategy on scikit-learn's digits (init 20, 10 x 20, 3 runs)
+in a few seconds and writes ``alamp_fast_out/simulate/``. With ``--train``/``--test`` it
+reads features (see :mod:`alamp_fast.datasets`) and defaults to the paper's protocol (init
+200, 15 x 200, 3 runs). With ``--scheduler ADDRESS`` the pool probabilities and the
+acquisition run on that Dask cluster, with the same picks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: Protocol defaults: (init, step, iterations) on files (the paper's) and on the digits demo.
+PAPER_DEFAULTS = (200, 200, 15)
+DIGITS_DEFAULTS = (20, 20, 10)
+DEFAULT_OUT = "alamp_fast_out/simulate"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Fill the ``simulate`` subcommand's parser (values are checked in :func:`run`)."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--train",
+        metavar="FILE",
+        help="train/pool features: .npz (quantized Xq/scale/zero_point/y or X/y) "
+        "or .npy with --train-labels (default: scikit-learn's digits)",
+    )
+    data.add_argument(
+        "--test",
+        metavar="FILE",
+        help="test features (default: a stratified --test-size split of --train)",
+    )
+    data.add_argument("--train-labels", metavar="FILE", help="labels for a .npy --train")
+    data.add_argument("--test-labels", metavar="FILE", help="labels for a .npy --test")
+    data.add_argument(
+        "--test-size",
+        default="0.25",
+        metavar="F",
+        help="held-out fraction when there is no --test (default 0.25)",
+    )
+    data.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="L2-normalise feature rows (default: on)",
+    )
+    data.add_argument(
+        "--drop-class",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="remove a class by name, e.g. BACKGROUND_Google (repeatable or comma-separated)",
+    )
+    data.add_argument(
+        "--imbalance",
+        metavar="IR",
+        help="subsample the pool to this imbalance ratio std/mean first",
+    )
+
+    proto = parser.add_argument_group("protocol")
+    proto.add_argument(
+        "--strategies",
+        metavar="LIST",
+        help="comma-separated strategies (default: all of random, margin, entropy, "
+        "least_confidence, coreset, alamp, alamp-div, random-div, margin-div)",
+    )
+    proto.add_argument(
+        "--init", metavar="N", help="initial random batch (default 200; 20 on digits)"
+    )
+    proto.add_argument(
+        "--step", metavar="N", help="samples labeled per iteration (default 200; 20 on digits)"
+    )
+    proto.add_argument(
+        "--iterations", metavar="N", help="number of AL iterations (default 15; 10 on digits)"
+    )
+    proto.add_argument("--runs", default="3", metavar="N", help="repetitions (default 3)")
+    proto.add_argument("--seed", default="0", metavar="N", help="base seed (default 0)")
+    proto.add_argument(
+        "--classifier",
+        default="linear-svc",
+        metavar="NAME",
+        help="linear-svc (default), logreg, svc, af-svm, af-svm-cv",
+    )
+    proto.add_argument(
+        "--cost-sensitive",
+        default="auto",
+        metavar="auto|on|off",
+        help="class_weight='balanced' (auto: on for pools with ir >= 0.1)",
+    )
+    proto.add_argument(
+        "--certainty",
+        default="margin",
+        metavar="NAME",
+        help="certainty measure of alamp/alamp-div: margin (default), confidence, neg_entropy",
+    )
+    proto.add_argument(
+        "--targets",
+        default="0.8,0.9",
+        metavar="LIST",
+        help="accuracies for the samples-to-target table (default 0.8,0.9)",
+    )
+
+    add_cluster_arguments(parser)
+
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"output directory (default {DEFAULT_OUT})",
+    )
+    out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    out.add_argument(
+        "--save-order",
+        action="store_true",
+        help="store every run's labeled rows, in order, in results.json",
+    )
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler ADDRESS`` and ``--chunk-rows N`` (``simulate`` and ``select``).
+
+    The same option as :func:`alamp_fast.distributed.add_scheduler_argument`, defined here so
+    that building the parser does not import dask (half a second on every command).
+    """
+    group = parser.add_argument_group("cluster")
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="compute the pool probabilities and run the selection on the Dask cluster whose "
+        "scheduler listens at ADDRESS (tcp://host:port); default: this machine, without Dask",
+    )
+    group.add_argument(
+        "--chunk-rows",
+        metavar="N",
+        help="pool rows per chunk on the cluster (default: about 64 MiB of features and "
+        "probabilities per chunk)",
+    )
+
+
+def cluster_options(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """``(scheduler, chunk_rows)`` from the options of :func:`add_cluster_arguments`, checked."""
+    from alamp_fast.cli import CLIError
+
+    if args.chunk_rows is None:
+        return args.scheduler, None
+    if args.scheduler is None:
+        raise CLIError("--chunk-rows needs --scheduler")
+    return args.scheduler, _int("chunk-rows", args.chunk_rows, 1)
+
+
+def _int(name: str, text, low: int) -> int:
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise ValueError(f"--{name} must be an integer, got {text!r}") from None
+    if value < low:
+        raise ValueError(f"--{name} must be >= {low}, got {value}")
+    return value
+
+
+def _float(name: str, text, low: float, high: float) -> float:
+    try:
+        value = float(str(text))
+    except ValueError:
+        raise ValueError(f"--{name} must be a number, got {text!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"--{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def _list(text: str) -> list[str]:
+    return [item.strip() for item in str(text).split(",") if item.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the protocol described by ``args``; returns the exit code."""
+    from alamp_fast.cli import CLIError
+    from alamp_fast.datasets import load_dataset
+    from alamp_fast.protocol import CLASSIFIERS, simulate
+    from alamp_fast.report import summary_table, write_results
+    from alamp_fast.strategies import STRATEGIES, canonical_name
+
+    strategies = _list(args.strategies) if args.strategies else list(STRATEGIES)
+    if not strategies:
+        raise CLIError("--strategies is empty")
+    strategies = [canonical_name(s) for s in strategies]
+    if args.classifier not in CLASSIFIERS:
+        raise CLIError(
+            f"unknown --classifier {args.classifier!r}; choose from {', '.join(CLASSIFIERS)}"
+        )
+    if args.cost_sensitive not in ("auto", "on", "off"):
+        raise CLIError(f"--cost-sensitive must be auto, on or off, got {args.cost_sensitive!r}")
+    cost = {"auto": None, "on": True, "off": False}[args.cost_sensitive]
+    if args.certainty not in ("margin", "confidence", "neg_entropy"):
+        raise CLIError(
+            f"--certainty must be margin, confidence or neg_entropy, got {args.certainty!r}"
+        )
+    targets = [_float("targets", t, 0.0, 1.0) for t in _list(args.targets)]
+    defaults = PAPER_DEFAULTS if args.train else DIGITS_DEFAULTS
+    init = _int("init", args.init if args.init is not None else defaults[0], 2)
+    step = _int("step", args.step if args.step is not None else defaults[1], 1)
+    iterations = _int(
+        "iterations", args.iterations if args.iterations is not None else defaults[2], 0
+    )
+    runs = _int("runs", args.runs, 1)
+    seed = _int("seed", args.seed, 0)
+    test_size = _float("test-size", args.test_size, 0.0, 1.0)
+    imbalance = None if args.imbalance is None else _float("imbalance", args.imbalance, 0.0, 100.0)
+    drop = [c for item in args.drop_class for c in _list(item)]
+    if args.test and not args.train:
+        raise CLIError("--test needs --train")
+    scheduler, chunk_rows = cluster_options(args)
+
+    data = load_dataset(
+        args.train,
+        args.test,
+        train_labels=args.train_labels,
+        test_labels=args.test_labels,
+        normalize=args.normalize,
+        drop_classes=drop,
+        test_size=test_size,
+        seed=seed,
+    )
+    alamp_kw = {"certainty": args.certainty}
+    result = simulate(
+        data,
+        strategies=strategies,
+        classifier=args.classifier,
+        init=init,
+        step=step,
+        iterations=iterations,
+        runs=runs,
+        seed=seed,
+        targets=targets,
+        imbalance=imbalance,
+        cost_sensitive=cost,
+        strategy_kwargs={k: alamp_kw for k in ("alamp", "alamp-div") if k in strategies},
+        progress=not args.quiet,
+        scheduler=scheduler,
+        chunk_rows=chunk_rows,
+    )
+    extra = {"argv": sys.argv[1:], "normalize": bool(args.normalize), "drop_classes": drop}
+    try:
+        paths = write_results(
+            result, args.out, plots=not args.no_plots, include_order=args.save_order, extra=extra
+        )
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    doc = {"strategies": result.summary()}
+    ds = result.dataset
+    print(
+        f"{ds['name']}: pool {ds['n_pool']} x {data.X_train.shape[1]}, {ds['n_classes']} "
+        f"classes (ir {ds['pool_ir']:.2f}), test {ds['n_test']}; {args.classifier}"
+        f"{' (cost-sensitive)' if result.config['cost_sensitive'] else ''}; init {init}, "
+        f"{iterations} x {step}, {runs} run(s), {result.total_s:.1f} s"
+    )
+    print(summary_table(doc))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -1,0 +1,1569 @@
+"""Annotation rounds over a real pool, with crash-safe, resumable state.
+
+Simulation (:mod:`alamp_fast.protocol`) answers "which strategy is best"; this module is the
+other half, a team labeling a real unlabeled pool: each round, :meth:`Project.select` trains the
+classifier on the labels received so far and writes the next batch to annotate;
+:meth:`Project.label` takes the annotations back; :meth:`Project.status` reports progress.
+The same operations are the ``alamp-fast init / select / label / status`` commands
+(:mod:`alamp_fast.workflow_cli`); ``docs/workflow.md`` is the user guide.
+
+The project directory
+---------------------
+``state.npz``
+    The whole state, one file: settings, class names, the pool reference (path, row count,
+    sha256 of the features, where the sample ids come from), the sample ids, every label
+    received (sample row, class, round, time, relabel flag), every batch selected (rows,
+    scores, margins, predicted classes), the strategy's state (alamp's previous margin and top
+    class per pool row, via :meth:`~alamp_fast.strategies.Strategy.state_dict`) and the history
+    of rounds and ingests. A numpy ``.npz`` without pickles; the JSON part is the ``meta`` entry.
+``batches/round-NNN.csv``
+    The batch of round NNN, derived from ``state.npz`` (rewritten by ``select`` if missing).
+``lock``
+    Who holds the project (pid, host, command, start time) while an operation runs.
+
+Crash safety
+------------
+Every write goes to a temporary file in the same directory, is fsynced, renamed over the
+target (atomic on POSIX) and the directory is fsynced. The state is a *single* file, so a
+commit is a single rename: a crash at any point leaves the old state or the new one, never a
+mix. The batch CSV is written after the state commit and is a pure function of the state; if a
+crash loses it, the next ``select`` writes it again (and does not start a new round while that
+batch has no label). Labels are idempotent: ingesting a file twice, e.g. again after a crash,
+adds nothing the second time. A process killed at any point can therefore be resumed by
+re-running the command it was running.
+
+For the fault-injection tests, ``ALAMP_FAST_FAULT=<point>`` (one of :data:`FAULT_POINTS`) makes
+the process abort with ``os._exit(FAULT_EXIT_CODE)`` at that point: no ``finally`` block, no
+flush, as if it were killed.
+
+Two processes on one project are refused: each operation takes an exclusive ``flock`` on
+``lock`` and writes its pid there. The kernel drops the lock when its process dies, so a lock
+left by a killed process (a dead pid in the file) is simply taken over, with a note.
+
+Reproducibility
+---------------
+With the same labels, a project makes the picks of :func:`alamp_fast.protocol.simulate` with
+the same ``seed`` and ``runs=1``: the first round is ``simulate``'s random initial batch
+(``init`` rows), later rounds train ``make_classifier(classifier, random_state=...)`` on the
+labeled rows in the order they were selected and ask the strategy, whose state is restored
+from the previous round. Differences: ``cost_sensitive=None`` ("auto") looks at the imbalance
+of the labels received so far (the pool's true labels are unknown), and while fewer than two
+classes are labeled a round draws a random batch (``simulate`` refuses such an initial batch).
+
+Pools that grow
+---------------
+Rows may be *appended* to the pool file between rounds: the first ``n`` rows must be unchanged
+(same ids, same features: sha256), the new rows get ids from the same source. A new row has no
+previous margin, so alamp uses the *margin fallback* of :mod:`alamp_fast.strategies` for it:
+its previous certainty is taken as 1.0 (fully certain), its score is ``(1 - m) / (1 + m)``,
+which ranks new rows among themselves exactly as margin sampling does. Removing, reordering or
+editing rows is refused (:class:`PoolChangedError`).
+
+On a Dask cluster
+-----------------
+``select(scheduler="tcp://host:8786")`` (``alamp-fast select --scheduler``) computes the pool
+probabilities and runs the strategy on that cluster, as ``simulate`` does (see
+:mod:`alamp_fast.protocol`): the pool features are sent to the workers as row chunks, the
+classifier is fitted here on the labeled rows and shipped once, and the batch is the one
+``select`` makes without a scheduler. Only the batch's scores, margins and predicted classes
+come back, besides the candidates and alamp's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import hashlib
+import io
+import json
+import os
+import socket
+import time
+import warnings
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alamp_fast._dispatch import array_library
+
+__all__ = [
+    "FAULT_ENV",
+    "FAULT_EXIT_CODE",
+    "FAULT_POINTS",
+    "Batch",
+    "LabelReport",
+    "PoolChangedError",
+    "Project",
+    "ProjectLockedError",
+]
+
+#: Format of ``state.npz`` (bumped on incompatible changes).
+FORMAT_VERSION = 1
+STATE_FILE = "state.npz"
+LOCK_FILE = "lock"
+BATCH_DIR = "batches"
+
+#: Environment variable naming the fault point at which to abort (tests only).
+FAULT_ENV = "ALAMP_FAST_FAULT"
+#: Exit status of a process aborted by :data:`FAULT_ENV`.
+FAULT_EXIT_CODE = 86
+#: Every point at which :data:`FAULT_ENV` can abort, in the order each operation reaches them.
+#: ``*-tmp-written``: temp file fsynced, not yet renamed; ``*-renamed``: renamed, directory not
+#: yet fsynced; ``*:committed``: the state is durable.
+FAULT_POINTS = (
+    "init:locked",
+    "init:state-tmp-written",
+    "init:state-renamed",
+    "init:committed",
+    "select:locked",
+    "select:queried",
+    "select:state-tmp-written",
+    "select:state-renamed",
+    "select:committed",
+    "select:csv-tmp-written",
+    "select:csv-renamed",
+    "select:done",
+    "label:locked",
+    "label:validated",
+    "label:state-tmp-written",
+    "label:state-renamed",
+    "label:committed",
+)
+
+#: Columns of a batch CSV, in order. ``label`` is left empty for the annotators to fill.
+BATCH_COLUMNS = ("rank", "id", "score", "margin", "predicted", "label")
+
+_LABEL_DTYPES = {
+    "row": np.int64,
+    "cls": np.int64,
+    "round": np.int64,
+    "time": np.float64,
+    "relabel": np.bool_,
+}
+_BATCH_DTYPES = {
+    "round": np.int64,
+    "row": np.int64,
+    "score": np.float64,
+    "margin": np.float64,
+    "pred": np.int64,
+}
+
+
+class ProjectLockedError(RuntimeError):
+    """Another process is working on the project."""
+
+
+class PoolChangedError(ValueError):
+    """The pool file no longer matches the one the project recorded."""
+
+
+def _check_fault_env() -> None:
+    point = os.environ.get(FAULT_ENV)
+    if point and point not in FAULT_POINTS:
+        raise ValueError(
+            f"{FAULT_ENV}={point!r} is not a fault point; choose from {', '.join(FAULT_POINTS)}"
+        )
+
+
+def _fault(point: str) -> None:
+    # os._exit, not an exception: nothing may run after the "crash" (no finally, no flush).
+    if os.environ.get(FAULT_ENV) == point:
+        os.write(2, f"alamp-fast: fault injected at {point}\n".encode())
+        os._exit(FAULT_EXIT_CODE)
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------ atomic files
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename is durable only once the directory entry is; Windows cannot open directories.
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes, fault: str | None = None) -> None:
+    """Write ``data`` to ``path``: temp file in the same directory, fsync, rename, fsync dir."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if fault:
+            _fault(f"{fault}-tmp-written")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fault:
+        _fault(f"{fault}-renamed")
+    _fsync_dir(path.parent)
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    # Left by a process killed between writing and renaming; only called under the lock.
+    for d in (directory, directory / BATCH_DIR):
+        if d.is_dir():
+            for tmp in d.glob(".*.tmp-*"):
+                tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------ the lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _describe_holder(info: dict) -> str:
+    if not info:
+        return "another process"
+    return (
+        f"pid {info.get('pid')} on {info.get('host')} (alamp-fast {info.get('command')}, "
+        f"since {info.get('started')})"
+    )
+
+
+class _ProjectLock:
+    """Exclusive ``flock`` on ``<project>/lock``; the file records the holder for messages.
+
+    The kernel releases a ``flock`` when its process dies, so a lock file naming a dead pid is
+    stale by construction and is taken over (``self.stale`` describes it). The file is never
+    deleted: unlinking a locked file lets two processes lock two different inodes.
+    """
+
+    def __init__(self, directory: Path, command: str):
+        self.path = directory / LOCK_FILE
+        self.command = command
+        self.fd: int | None = None
+        self.stale: dict | None = None
+
+    def _read(self, fd: int) -> dict:
+        raw = os.pread(fd, 4096, 0)
+        try:
+            info = json.loads(raw.decode()) if raw.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            info = {"pid": "?", "host": "?", "command": "?", "started": "?"}
+        return info if isinstance(info, dict) else {}
+
+    def __enter__(self) -> _ProjectLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            raise NotImplementedError(
+                "project locking needs fcntl.flock (a POSIX system)"
+            ) from None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._read(fd)
+            os.close(fd)
+            raise ProjectLockedError(
+                f"project {self.path.parent} is in use by {_describe_holder(holder)}; "
+                "wait for it to finish and retry"
+            ) from None
+        previous = self._read(fd)
+        if previous:
+            pid = previous.get("pid")
+            same_host = previous.get("host") == socket.gethostname()
+            alive = isinstance(pid, int) and same_host and _pid_alive(pid)
+            self.stale = {**previous, "alive": alive}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": _now_iso(),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.fsync(fd)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        os.ftruncate(self.fd, 0)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+    def stale_note(self) -> str | None:
+        """A line about the stale lock taken over, or None."""
+        if not self.stale:
+            return None
+        state = "still exists but holds no lock" if self.stale["alive"] else "is no longer running"
+        return (
+            f"took over the lock left by {_describe_holder(self.stale)}, which {state}; "
+            "its unfinished work, if any, was discarded"
+        )
+
+
+# ------------------------------------------------------------------------------ the pool
+
+
+def _read_features(path: str) -> np.ndarray:
+    """Float32 (n, d) features of a pool file (the formats of :mod:`alamp_fast.datasets`)."""
+    from alamp_fast.datasets import load_features
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"pool file {path} does not exist (moved? give its new path with pool= / --pool)"
+        )
+    if not path.endswith((".npz", ".npy")):
+        raise ValueError(f"pool file {path} must be a .npz or .npy file")
+    X = load_features(path, require_labels=False)[0]
+    if X.shape[0] == 0:
+        raise ValueError(f"{path}: the pool has no rows")
+    return np.ascontiguousarray(X)
+
+
+def _read_ids(source: dict, pool_path: str, n_rows: int) -> np.ndarray:
+    """The sample ids of the pool rows, as a str array, from ``source`` (see :meth:`Project.init`)."""
+    kind = source["kind"]
+    if kind == "rows":
+        return np.arange(n_rows).astype(str)
+    if kind == "key":
+        with np.load(pool_path, allow_pickle=False) as data:
+            if source["column"] not in data.files:
+                raise ValueError(
+                    f"{pool_path} has no array {source['column']!r} for the sample "
+                    f"ids (it has {sorted(data.files)})"
+                )
+            ids = np.asarray(data[source["column"]]).astype(str)
+        where = f"{pool_path}[{source['column']!r}]"
+    else:
+        path = source["path"]
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"ids file {path} does not exist")
+        if path.lower().endswith(".csv"):
+            ids = np.asarray(_read_csv_column(path, source["column"]), dtype=str)
+        else:
+            with open(path, encoding="utf-8-sig") as f:
+                lines = [line.strip() for line in f.read().splitlines()]
+            while lines and not lines[-1]:
+                lines.pop()
+            ids = np.asarray(lines, dtype=str)
+        where = path
+    ids = np.char.strip(ids.reshape(-1))
+    if ids.shape[0] != n_rows:
+        raise ValueError(f"{where} holds {ids.shape[0]} sample ids but the pool has {n_rows} rows")
+    empty = np.flatnonzero(ids == "")
+    if empty.size:
+        raise ValueError(f"{where}: the sample id of row {int(empty[0])} is empty")
+    uniq, counts = np.unique(ids, return_counts=True)
+    if uniq.size != ids.size:
+        dup = str(uniq[counts > 1][0])
+        raise ValueError(f"{where}: sample id {dup!r} appears {int(counts[counts > 1][0])} times")
+    return ids
+
+
+def _read_csv_column(path: str, column: str) -> list[str]:
+    header, rows = _read_csv(path)
+    col = _find_column(header, column, path)
+    return [row[col] if col < len(row) else "" for _, row in rows]
+
+
+def _read_csv(path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, cells) of the non-blank rows; a UTF-8 BOM is skipped."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            lines = list(csv.reader(f))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path} is not a valid CSV file: {exc}") from None
+    numbered = [(i + 1, [c.strip() for c in cells]) for i, cells in enumerate(lines)]
+    numbered = [(n, cells) for n, cells in numbered if any(cells)]
+    if not numbered:
+        raise ValueError(f"{path} is empty")
+    (_, header), rows = numbered[0], numbered[1:]
+    return header, rows
+
+
+def _find_column(header: list[str], name: str, path: str) -> int:
+    wanted = name.strip().lower()
+    for i, h in enumerate(header):
+        if h.lower() == wanted:
+            return i
+    raise ValueError(f"{path} has no {name!r} column (its header is {','.join(header)!r})")
+
+
+def _features_sha256(X: np.ndarray, n_rows: int):
+    """sha256 of the float32 bytes of the first ``n_rows`` rows (more rows can be added later)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(X[:n_rows]))
+    return h
+
+
+def _check_classes(classes) -> list[str]:
+    if isinstance(classes, str) or not isinstance(classes, Iterable):
+        raise TypeError(f"classes must be a sequence of class names, got {classes!r}")
+    names = [str(c).strip() for c in classes]
+    if len(names) < 2:
+        raise ValueError(f"a project needs at least 2 classes, got {names}")
+    if "" in names:
+        raise ValueError(f"class names must be non-empty, got {names}")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"class name {name!r} is listed twice")
+        seen.add(name)
+    return names
+
+
+# ------------------------------------------------------------------------------ the state
+
+
+@dataclass
+class _State:
+    """Everything a project knows; serialised as one ``.npz`` (no pickles)."""
+
+    meta: dict
+    ids: np.ndarray
+    labels: dict[str, np.ndarray]
+    batches: dict[str, np.ndarray]
+    strategy: dict[str, np.ndarray]
+
+    def to_bytes(self) -> bytes:
+        arrays = {"meta": np.array(json.dumps(self.meta)), "ids": self.ids}
+        arrays.update({f"label.{k}": v for k, v in self.labels.items()})
+        arrays.update({f"batch.{k}": v for k, v in self.batches.items()})
+        arrays.update({f"strategy.{k}": v for k, v in self.strategy.items()})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def read(cls, directory: Path) -> _State:
+        path = directory / STATE_FILE
+        if not path.exists():
+            hint = (
+                " (a previous init was interrupted: run init again)"
+                if (directory / LOCK_FILE).exists()
+                else ""
+            )
+            raise FileNotFoundError(
+                f"no alamp-fast project at {directory}: {STATE_FILE} is "
+                f"missing{hint}; create one with init"
+            )
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            meta = json.loads(str(arrays.pop("meta")))
+        except Exception as exc:  # zip, npy and JSON errors: any of them means "unreadable"
+            raise ValueError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has format {meta.get('format')!r}; this alamp_fast "
+                f"reads format {FORMAT_VERSION}"
+            )
+
+        def part(prefix):
+            return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        return cls(meta, arrays["ids"], part("label."), part("batch."), part("strategy."))
+
+    # --- derived views
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.meta["rounds"])
+
+    @property
+    def n_pool(self) -> int:
+        return int(self.ids.shape[0])
+
+    def current_labels(self, n_pool: int | None = None) -> np.ndarray:
+        """Class code per pool row, -1 where unlabeled; the latest label of a row wins."""
+        y = np.full(self.n_pool if n_pool is None else n_pool, -1, dtype=np.int64)
+        rows = self.labels["row"]
+        if rows.size:
+            # the last event per row: first occurrence in the reversed log
+            _, first_rev = np.unique(rows[::-1], return_index=True)
+            last = rows.size - 1 - first_rev
+            y[rows[last]] = self.labels["cls"][last]
+        return y
+
+    def batch_rows(self, round_no: int) -> np.ndarray:
+        return self.batches["row"][self.batches["round"] == round_no]
+
+    def training_rows(self, y: np.ndarray) -> np.ndarray:
+        """Labeled rows in selection order (round, then rank); rows never selected last."""
+        selected = self.batches["row"]
+        _, first = np.unique(selected, return_index=True)
+        in_order = selected[np.sort(first)]
+        in_order = in_order[y[in_order] >= 0]
+        extra = np.setdiff1d(np.flatnonzero(y >= 0), in_order)
+        return np.concatenate([in_order, extra]).astype(np.int64)
+
+    def append(self, table: str, **columns) -> None:
+        target = self.labels if table == "labels" else self.batches
+        dtypes = _LABEL_DTYPES if table == "labels" else _BATCH_DTYPES
+        for key, dtype in dtypes.items():
+            target[key] = np.concatenate([target[key], np.asarray(columns[key], dtype=dtype)])
+
+
+def _empty_tables(dtypes: dict) -> dict[str, np.ndarray]:
+    return {k: np.empty(0, dtype=d) for k, d in dtypes.items()}
+
+
+# ------------------------------------------------------------------------------ public results
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One round's batch, best first (what ``batches/round-NNN.csv`` holds).
+
+    ``scores`` is the strategy's ranking value per sample (margin: the margin, lowest first;
+    entropy / least_confidence: that measure, highest first; alamp / alamp-div: the alamp score
+    ``(prev - cur) / (prev + cur)``, highest first, or the margin at alamp's first query;
+    coreset: the distance to the nearest labeled or earlier pick; NaN for random picks and for
+    the first coreset pick with nothing labeled). ``margins`` and ``predicted`` are the current
+    model's top-2 margin and top class (NaN / None when there is no model yet).
+    """
+
+    round: int
+    kind: str
+    ids: list[str]
+    rows: np.ndarray
+    scores: np.ndarray
+    margins: np.ndarray
+    predicted: list[str | None]
+    path: Path
+    reissued: bool = False
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    """What :meth:`Project.label` did: counts of records by outcome."""
+
+    new: int
+    relabeled: int
+    unchanged: int
+    blank: int
+    unrequested: int
+    pending: int
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ the project
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _run_seed(seed: int) -> int:
+    # simulate()'s seed of run 0: a project with seed s reproduces simulate(seed=s, runs=1).
+    from alamp_fast.protocol import derive_seed
+
+    return derive_seed(seed, 0)
+
+
+def _make_strategy(settings: dict):
+    from alamp_fast.protocol import derive_seed
+    from alamp_fast.strategies import get_strategy
+
+    name = settings["strategy"]
+    seed = derive_seed(settings["seed"], 0, zlib.crc32(name.encode()))
+    try:
+        return get_strategy(name, seed=seed, **settings["strategy_kwargs"])
+    except TypeError as exc:
+        raise ValueError(
+            f"strategy_kwargs {settings['strategy_kwargs']} do not fit strategy {name!r}: {exc}"
+        ) from None
+
+
+class Project:
+    """An annotation project: a pool, the labels received, the strategy's memory, the rounds.
+
+    Create one with :meth:`init`, reopen it with :meth:`open`. Every method re-reads the state
+    from disk and every change is committed atomically under the project lock, so several
+    :class:`Project` objects (or processes, one at a time) may work on the same directory.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> rng = np.random.default_rng(0)
+    >>> d = tempfile.mkdtemp()
+    >>> X = np.concatenate([rng.normal(0, 1, (40, 5)), rng.normal(3, 1, (40, 5))])
+    >>> np.save(os.path.join(d, "pool.npy"), X.astype(np.float32))
+    >>> truth = ["cat"] * 40 + ["dog"] * 40                 # the annotators' answers
+    >>> proj = Project.init(os.path.join(d, "proj"), os.path.join(d, "pool.npy"),
+    ...                     classes=["cat", "dog"], strategy="alamp", budget=10,
+    ...                     classifier="logreg")
+    >>> for _ in range(3):
+    ...     batch = proj.select()                           # writes batches/round-NNN.csv
+    ...     _ = proj.label({i: truth[int(i)] for i in batch.ids})
+    >>> s = proj.status(cv=0)
+    >>> s["rounds"], s["n_labeled"], sum(s["class_counts"].values())
+    (3, 30, 30)
+    """
+
+    def __init__(self, path: Path, state: _State, pool: str | None = None):
+        self.path = path
+        self._state = state
+        self._pool_override = None if pool is None else os.path.abspath(os.fspath(pool))
+        self.notes: list[str] = []
+
+    def __repr__(self) -> str:
+        s = self._state.meta["settings"]
+        return (
+            f"Project({str(self.path)!r}, strategy={s['strategy']!r}, "
+            f"rounds={self._state.n_rounds}, labeled={int((self.labels_array() >= 0).sum())})"
+        )
+
+    # --- creation
+
+    @classmethod
+    def init(
+        cls,
+        path,
+        pool,
+        *,
+        classes=None,
+        ids=None,
+        id_column: str | None = None,
+        strategy: str = "alamp",
+        budget: int = 100,
+        init: int | None = None,
+        classifier: str = "linear-svc",
+        cost_sensitive: bool | None = None,
+        seed: int = 0,
+        normalize: bool = True,
+        strategy_kwargs: dict | None = None,
+    ) -> Project:
+        """Create a project directory over a pool of features.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The project directory (created; must not hold a project already).
+        pool : str or PathLike
+            Pool features: ``.npz`` (quantized ``Xq``/``scale``/``zero_point``, or ``X``) or
+            ``.npy``; labels in the file, if any, are ignored. The project stores its absolute
+            path and the sha256 of its features.
+        classes : sequence of str, optional
+            The class names annotators may use. Default: the ``classes`` array of an ``.npz``
+            pool.
+        ids : str or PathLike, optional
+            A file of sample ids, one per pool row: text (one per line) or ``.csv`` (column
+            ``id_column``, default ``"id"``). Without it, ``id_column`` names an array of the
+            ``.npz`` pool (e.g. ``"paths"``), and without either the ids are the row numbers
+            ``"0"``, ``"1"``, ...
+        id_column : str, optional
+            See ``ids``.
+        strategy : str
+            A name of :data:`alamp_fast.strategies.STRATEGIES`.
+        budget : int
+            Samples per round.
+        init : int, optional
+            Size of the first, random batch (default: ``budget``).
+        classifier : str
+            A name of :data:`alamp_fast.protocol.CLASSIFIERS`.
+        cost_sensitive : bool, optional
+            ``class_weight="balanced"``; None: on when the labels so far have ir >= 0.1.
+        seed : int
+            The project's seed (see the module docstring: it matches ``simulate``'s).
+        normalize : bool
+            L2-normalise the pool rows (as ``alamp-fast simulate`` does).
+        strategy_kwargs : dict, optional
+            Passed to :func:`~alamp_fast.strategies.get_strategy` (e.g. ``certainty``);
+            JSON values only.
+
+        Returns
+        -------
+        Project
+        """
+        from alamp_fast.protocol import CLASSIFIERS
+        from alamp_fast.strategies import canonical_name
+
+        _check_fault_env()
+        path = Path(os.path.abspath(os.fspath(path)))
+        pool = os.path.abspath(os.fspath(pool))
+        budget = _check_positive_int("budget", budget)
+        init = budget if init is None else _check_positive_int("init", init)
+        if (
+            isinstance(seed, (bool, np.bool_))
+            or not isinstance(seed, (int, np.integer))
+            or seed < 0
+        ):
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if not isinstance(classifier, str) or classifier not in CLASSIFIERS:
+            raise ValueError(
+                f"unknown classifier {classifier!r}; choose from "
+                f"{', '.join(CLASSIFIERS)} (a project stores its classifier by name)"
+            )
+        if cost_sensitive is not None and not isinstance(cost_sensitive, (bool, np.bool_)):
+            raise TypeError(f"cost_sensitive must be True, False or None, got {cost_sensitive!r}")
+        strategy_kwargs = dict(strategy_kwargs or {})
+        try:
+            json.dumps(strategy_kwargs)
+        except TypeError:
+            raise ValueError(
+                f"strategy_kwargs must hold JSON values (a project stores them), "
+                f"got {strategy_kwargs!r}"
+            ) from None
+        settings = {
+            "strategy": canonical_name(strategy),
+            "strategy_kwargs": strategy_kwargs,
+            "budget": budget,
+            "init": init,
+            "classifier": classifier,
+            "cost_sensitive": None if cost_sensitive is None else bool(cost_sensitive),
+            "seed": int(seed),
+            "normalize": bool(normalize),
+        }
+        strat = _make_strategy(settings)
+
+        X = _read_features(pool)
+        if ids is not None:
+            ids_source = {
+                "kind": "file",
+                "path": os.path.abspath(os.fspath(ids)),
+                "column": id_column or "id",
+            }
+        elif id_column is not None:
+            if not pool.endswith(".npz"):
+                raise ValueError(
+                    f"id_column={id_column!r} without an ids file names an array "
+                    f"of an .npz pool, but {pool} is not one"
+                )
+            ids_source = {"kind": "key", "column": id_column}
+        else:
+            ids_source = {"kind": "rows"}
+        sample_ids = _read_ids(ids_source, pool, X.shape[0])
+        if classes is None:
+            if pool.endswith(".npz"):
+                with np.load(pool, allow_pickle=False) as data:
+                    if "classes" in data.files:
+                        classes = data["classes"].tolist()
+            if classes is None:
+                raise ValueError(
+                    f"no class names: pass classes= (--classes); {pool} has no 'classes' array"
+                )
+        classes = _check_classes(classes)
+
+        if (path / STATE_FILE).exists():
+            raise ValueError(
+                f"{path} is already an alamp-fast project; open it (or remove it to start over)"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        with _ProjectLock(path, "init") as lock:
+            _fault("init:locked")
+            if (path / STATE_FILE).exists():  # created by a process that held the lock before us
+                raise ValueError(f"{path} is already an alamp-fast project")
+            _remove_stale_temps(path)
+            (path / BATCH_DIR).mkdir(exist_ok=True)
+            meta = {
+                "format": FORMAT_VERSION,
+                "generation": 0,
+                "created": _now_iso(),
+                "settings": settings,
+                "classes": classes,
+                "pool": {
+                    "path": pool,
+                    "n_rows": int(X.shape[0]),
+                    "n_features": int(X.shape[1]),
+                    "sha256": _features_sha256(X, X.shape[0]).hexdigest(),
+                    "ids": ids_source,
+                },
+                "rounds": [],
+                "ingests": [],
+            }
+            state = _State(
+                meta,
+                sample_ids,
+                _empty_tables(_LABEL_DTYPES),
+                _empty_tables(_BATCH_DTYPES),
+                strat.state_dict(),
+            )
+            _fsync_dir(path)
+            _commit(path, state, "init")
+            _fsync_dir(path.parent)
+            project = cls(path, state)
+            note = lock.stale_note()
+            if note:
+                project.notes.append(note)
+        return project
+
+    @classmethod
+    def open(cls, path, *, pool=None) -> Project:
+        """Open an existing project.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The project directory.
+        pool : str or PathLike, optional
+            A new location of the pool file (after a move); it must hold the same features.
+            The next :meth:`select` records it.
+        """
+        _check_fault_env()
+        path = Path(os.path.abspath(os.fspath(path)))
+        return cls(path, _State.read(path), pool)
+
+    # --- reading
+
+    def _reload(self) -> _State:
+        self._state = _State.read(self.path)
+        return self._state
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names, in code order."""
+        return list(self._state.meta["classes"])
+
+    @property
+    def settings(self) -> dict:
+        """Strategy, budget, classifier and the other settings of :meth:`init`."""
+        return dict(self._state.meta["settings"])
+
+    @property
+    def rounds(self) -> int:
+        """Number of rounds selected so far."""
+        return self._state.n_rounds
+
+    def labels_array(self) -> np.ndarray:
+        """Class code per pool row (as of the last select), -1 where unlabeled."""
+        return self._state.current_labels()
+
+    def labels(self) -> list[dict]:
+        """Every label received, in order: id, label, round, time (UTC ISO), relabel."""
+        st = self._state
+        classes = st.meta["classes"]
+        return [
+            {
+                "id": str(st.ids[r]),
+                "label": classes[c],
+                "round": int(k),
+                "time": datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(),
+                "relabel": bool(x),
+            }
+            for r, c, k, t, x in zip(
+                st.labels["row"].tolist(),
+                st.labels["cls"].tolist(),
+                st.labels["round"].tolist(),
+                st.labels["time"].tolist(),
+                st.labels["relabel"].tolist(),
+                strict=True,
+            )
+        ]
+
+    def batch(self, round_no: int) -> Batch:
+        """The batch of round ``round_no`` (1-based)."""
+        st = self._state
+        if not 1 <= round_no <= st.n_rounds:
+            raise ValueError(
+                f"round {round_no} does not exist; the project has {st.n_rounds} round(s)"
+            )
+        return _batch_from_state(self.path, st, round_no)
+
+    # --- the lock
+
+    def _lock(self, command: str) -> _ProjectLock:
+        _check_fault_env()
+        return _ProjectLock(self.path, command)
+
+    def _enter(self, lock: _ProjectLock) -> _State:
+        # A fresh copy from disk: an operation edits it and publishes it (self._state) only
+        # once committed, so a failed operation leaves this object as it was.
+        note = lock.stale_note()
+        self.notes = [note] if note else []
+        _remove_stale_temps(self.path)
+        return _State.read(self.path)
+
+    # --- the pool
+
+    def _pool(self, st: _State) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Features and ids of the pool file, checked against the state; the updated pool meta.
+
+        Rows appended since the state was written are accepted (their count is in the returned
+        meta's ``n_rows``); any other change raises :class:`PoolChangedError`.
+        """
+        meta = dict(st.meta["pool"])
+        path = self._pool_override or meta["path"]
+        X = _read_features(path)
+        n_old = meta["n_rows"]
+        if X.shape[1] != meta["n_features"]:
+            raise PoolChangedError(
+                f"the pool file {path} changed: its rows have {X.shape[1]} "
+                f"features, the project's had {meta['n_features']}"
+            )
+        if X.shape[0] < n_old:
+            raise PoolChangedError(
+                f"the pool file {path} changed: it has {X.shape[0]} rows, the "
+                f"project's had {n_old} (rows may be appended, not removed)"
+            )
+        ids = _read_ids(meta["ids"], path, X.shape[0])
+        differ = np.flatnonzero(ids[:n_old] != st.ids)
+        if differ.size:
+            r = int(differ[0])
+            raise PoolChangedError(
+                f"the pool file {path} changed: the sample id of row {r} is {str(ids[r])!r}, the "
+                f"project's was {str(st.ids[r])!r} (rows may be appended, not reordered or renamed)"
+            )
+        h = _features_sha256(X, n_old)
+        if h.hexdigest() != meta["sha256"]:
+            raise PoolChangedError(
+                f"the pool file {path} changed: the features of its first {n_old} rows differ "
+                f"from the ones the project recorded (sha256 {h.hexdigest()[:12]}... instead of "
+                f"{meta['sha256'][:12]}...); restore the file or start a new project"
+            )
+        if X.shape[0] > n_old:
+            h.update(np.ascontiguousarray(X[n_old:]))
+        meta.update(path=path, n_rows=int(X.shape[0]), sha256=h.hexdigest())
+        return X, ids, meta
+
+    # --- select
+
+    def select(
+        self,
+        *,
+        budget: int | None = None,
+        allow_partial: bool = False,
+        out=None,
+        scheduler: str | None = None,
+        chunk_rows: int | None = None,
+    ) -> Batch:
+        """Train on the labels so far, pick the next batch, record the round, write its CSV.
+
+        Parameters
+        ----------
+        budget : int, optional
+            Batch size of this round (default: the project's ``budget``; ``init`` for the
+            first round).
+        allow_partial : bool
+            Start a new round although the last batch is not fully labeled; its unlabeled
+            samples return to the pool. Without it, a last batch with *no* label yet is
+            returned again (``reissued=True``, its CSV rewritten if missing: the resume path
+            after a crash), and one partly labeled raises ValueError.
+        out : str or PathLike, optional
+            Also write the batch CSV there.
+        scheduler : str, optional
+            Address of a Dask scheduler (``tcp://host:8786``): the pool probabilities and the
+            strategy run on its workers (module docstring), with the same batch. Checked
+            before the project is touched: an unreachable scheduler raises ValueError.
+        chunk_rows : int, optional
+            Pool rows per chunk on the cluster (needs ``scheduler``); default about 64 MiB of
+            features plus probabilities per chunk.
+
+        Returns
+        -------
+        Batch
+        """
+        import alamp_fast as af
+        from alamp_fast.datasets import l2_normalize
+        from alamp_fast.imbalance import imbalance_ratio
+        from alamp_fast.protocol import (
+            IMBALANCED_IR,
+            _check_int,
+            _connect,
+            _scatter_rows,
+            make_classifier,
+            pool_probs,
+        )
+        from alamp_fast.strategies import Strategy
+
+        if chunk_rows is not None:
+            if scheduler is None:
+                raise ValueError(f"chunk_rows={chunk_rows!r} only applies with a scheduler")
+            chunk_rows = _check_int("chunk_rows", chunk_rows, 1)
+        # connected before the lock: a wrong address fails at once, whatever the round
+        cluster = contextlib.nullcontext() if scheduler is None else _connect(scheduler)
+        with cluster as client, self._lock("select") as lock:
+            _fault("select:locked")
+            st = self._enter(lock)
+            settings = st.meta["settings"]
+            last = st.n_rounds
+            if last:
+                rows = st.batch_rows(last)
+                pending = rows[st.current_labels()[rows] < 0]
+                if pending.size and not allow_partial:
+                    if pending.size == rows.size and budget is None:
+                        self._state = st
+                        return self._reissue(st, last, out)
+                    raise ValueError(
+                        f"round {last}: {pending.size} of {rows.size} samples have no label yet "
+                        f"(e.g. {', '.join(repr(str(i)) for i in st.ids[pending[:3]])}); label "
+                        f"them, or select with --allow-partial (allow_partial=True) to start "
+                        f"round {last + 1} without them"
+                    )
+            X, ids, pool_meta = self._pool(st)
+            n_grown = pool_meta["n_rows"] - st.n_pool
+            st.ids = ids
+            st.meta["pool"] = pool_meta
+            if settings["normalize"]:
+                X = l2_normalize(X)
+            n_pool = X.shape[0]
+            classes = st.meta["classes"]
+            n_classes = len(classes)
+            y = st.current_labels(n_pool)
+            labeled = st.training_rows(y)
+            n_unlabeled = n_pool - labeled.size
+            round_no = last + 1
+            n_seen = np.unique(y[labeled]).size
+            if labeled.size == 0:
+                kind, b = "initial", settings["init"]
+            else:
+                kind = "random" if n_seen < 2 else "strategy"
+                b = settings["budget"]
+            if budget is not None:
+                b = _check_positive_int("budget", budget)
+            if n_unlabeled == 0:
+                raise ValueError(f"all {n_pool} pool samples are labeled; nothing to select")
+            if b > n_unlabeled:
+                raise ValueError(
+                    f"budget b={b} exceeds the {n_unlabeled} unlabeled samples of "
+                    "the pool; pass a smaller budget"
+                )
+
+            run_seed = _run_seed(settings["seed"])
+            strategy: Strategy = _make_strategy(settings)
+            strategy.load_state_dict(st.strategy)
+            nan = np.full(b, np.nan)
+            scores, margins, pred = nan, nan.copy(), np.full(b, -1, dtype=np.int64)
+            cost_sensitive = None
+            if kind == "initial":
+                # simulate()'s initial batch, draw for draw
+                rng = np.random.default_rng(run_seed)
+                picks = rng.choice(n_pool, size=b, replace=False).astype(np.int64)
+            elif kind == "random":
+                rng = np.random.default_rng([run_seed, round_no])
+                picks = rng.choice(np.flatnonzero(y < 0), size=b, replace=False).astype(np.int64)
+            else:
+                cost_sensitive = settings["cost_sensitive"]
+                if cost_sensitive is None:
+                    counts = np.bincount(y[labeled], minlength=n_classes)
+                    cost_sensitive = imbalance_ratio(counts) >= IMBALANCED_IR
+                clf = make_classifier(
+                    settings["classifier"], cost_sensitive=cost_sensitive, random_state=run_seed
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    clf.fit(X[labeled], y[labeled])
+                # the pool, or its row chunks on the cluster's workers
+                X_work = X if client is None else _scatter_rows(client, X, chunk_rows, n_classes)
+                probs = pool_probs(clf, X_work, n_classes)
+                ranking = _ranking_scores(strategy, probs)
+                picks = np.asarray(
+                    strategy.query(
+                        probs if strategy.needs_probs else None,
+                        b,
+                        labeled=labeled,
+                        features=X_work,
+                    ),
+                    dtype=np.int64,
+                )
+                margin_all, top_all = af.top2_margin(probs)
+                margins, pred, *ranked = _batch_rows(picks, margin_all, top_all, ranking)
+                margins = np.asarray(margins, dtype=np.float64)
+                pred = np.asarray(pred, dtype=np.int64)
+                if ranking is not None:
+                    scores = np.asarray(ranked[0], dtype=np.float64)
+                elif strategy.name == "coreset":
+                    scores = _kcenter_distances(X, labeled, picks)
+            _fault("select:queried")
+            _check_picks(picks, b, y)
+
+            st.append(
+                "batches",
+                round=np.full(b, round_no),
+                row=picks,
+                score=scores,
+                margin=margins,
+                pred=pred,
+            )
+            st.strategy = strategy.state_dict()
+            st.meta["rounds"].append(
+                {
+                    "round": round_no,
+                    "time": _now_iso(),
+                    "kind": kind,
+                    "strategy": settings["strategy"] if kind == "strategy" else "random",
+                    "size": int(b),
+                    "n_labeled": int(labeled.size),
+                    "n_pool": int(n_pool),
+                    "new_rows": int(n_grown),
+                    "cost_sensitive": None if cost_sensitive is None else bool(cost_sensitive),
+                    "file": f"{BATCH_DIR}/{_batch_name(round_no)}",
+                    "discarded_pending": int((y[st.batch_rows(last)] < 0).sum()) if last else 0,
+                }
+            )
+            _commit(self.path, st, "select")
+            self._state = st
+            batch = _batch_from_state(self.path, st, round_no)
+            _write_batch_csv(batch, st, fault="select:csv")
+            if out is not None:
+                _write_batch_csv(batch, st, path=Path(os.fspath(out)))
+            _fault("select:done")
+        return batch
+
+    def _reissue(self, st: _State, round_no: int, out) -> Batch:
+        batch = _batch_from_state(self.path, st, round_no, reissued=True)
+        if not batch.path.exists():
+            _write_batch_csv(batch, st)
+        if out is not None:
+            _write_batch_csv(batch, st, path=Path(os.fspath(out)))
+        return batch
+
+    # --- label
+
+    def label(
+        self,
+        source,
+        *,
+        relabel: bool = False,
+        allow_unrequested: bool = False,
+        id_column: str = "id",
+        label_column: str = "label",
+    ) -> LabelReport:
+        """Ingest annotations.
+
+        Parameters
+        ----------
+        source : str, PathLike, mapping or iterable of pairs
+            A CSV file with a header holding ``id_column`` and ``label_column`` (other columns
+            are ignored, a UTF-8 BOM is skipped; a batch CSV with its ``label`` column filled in
+            works as is), or ``{id: label}``, or ``(id, label)`` pairs. Rows with an empty
+            label are skipped (a partial batch is fine).
+        relabel : bool
+            Replace the label of samples labeled before with a different class. Without it,
+            such records raise ValueError. A record repeating a sample's current label is
+            always accepted and changes nothing (ingesting a file twice is harmless).
+        allow_unrequested : bool
+            Accept labels for pool samples no batch asked for (e.g. labels you already had).
+        id_column, label_column : str
+            CSV column names (matched case-insensitively).
+
+        Returns
+        -------
+        LabelReport
+
+        Raises
+        ------
+        ValueError
+            Unknown ids, unknown class names, an id given twice, an empty file, relabels
+            without ``relabel``, unrequested ids without ``allow_unrequested``. Nothing is
+            ingested then: the state is left untouched.
+        """
+        records, origin = _read_records(source, id_column, label_column)
+        with self._lock("label") as lock:
+            _fault("label:locked")
+            st = self._enter(lock)
+            classes = st.meta["classes"]
+            code_of = {c: i for i, c in enumerate(classes)}
+            row_of = {s: i for i, s in enumerate(st.ids.tolist())}
+            y = st.current_labels()
+            requested = np.zeros(st.n_pool, dtype=bool)
+            requested[st.batches["row"]] = True
+
+            blank = sum(1 for _, lab, _ in records if lab == "")
+            records = [r for r in records if r[1] != ""]
+            if not records:
+                raise ValueError(
+                    f"{origin} holds no labels ({blank} row(s), every {label_column!r} cell empty)"
+                )
+            problems = _Problems(origin)
+            where_of: dict[str, list[str]] = {}
+            for sid, lab, where in records:
+                where_of.setdefault(sid, []).append(where)
+                if sid not in row_of:
+                    problems.add("unknown_id", f"{sid!r} ({where})")
+                if lab not in code_of:
+                    problems.add("unknown_class", f"{lab!r} ({where})")
+            for sid, wheres in where_of.items():
+                if len(wheres) > 1:
+                    problems.add("duplicate", f"{sid!r} ({', '.join(wheres)})")
+            new_rows, new_cls, is_relabel = [], [], []
+            n_unchanged = n_unrequested = 0
+            if not problems:
+                for sid, lab, where in records:
+                    row, cls = row_of[sid], code_of[lab]
+                    if y[row] == cls:
+                        n_unchanged += 1
+                        continue
+                    if not requested[row]:
+                        n_unrequested += 1
+                        if not allow_unrequested:
+                            problems.add("unrequested", f"{sid!r} ({where})")
+                    if y[row] >= 0 and not relabel:
+                        problems.add(
+                            "relabel", f"{sid!r} ({where}: {lab}, labeled {classes[y[row]]} before)"
+                        )
+                    new_rows.append(row)
+                    new_cls.append(cls)
+                    is_relabel.append(bool(y[row] >= 0))
+            problems.raise_if_any(classes, st.ids)
+
+            n_new = len(new_rows) - sum(is_relabel)
+            n_relabeled = sum(is_relabel)
+            if new_rows:
+                _fault("label:validated")
+                st.append(
+                    "labels",
+                    row=new_rows,
+                    cls=new_cls,
+                    round=np.full(len(new_rows), st.n_rounds),
+                    time=np.full(len(new_rows), time.time()),
+                    relabel=is_relabel,
+                )
+                st.meta["ingests"].append(
+                    {
+                        "time": _now_iso(),
+                        "source": origin,
+                        "round": st.n_rounds,
+                        "new": n_new,
+                        "relabeled": n_relabeled,
+                        "unchanged": n_unchanged,
+                        "blank": blank,
+                        "unrequested": n_unrequested,
+                    }
+                )
+                _commit(self.path, st, "label")
+            self._state = st  # committed, or unchanged when every record was already known
+            pending = 0
+            if st.n_rounds:
+                rows = st.batch_rows(st.n_rounds)
+                pending = int((st.current_labels()[rows] < 0).sum())
+        return LabelReport(
+            new=n_new,
+            relabeled=n_relabeled,
+            unchanged=n_unchanged,
+            blank=blank,
+            unrequested=n_unrequested,
+            pending=pending,
+            notes=list(self.notes),
+        )
+
+    # --- status
+
+    def status(self, *, cv: int = 5) -> dict:
+        """Rounds, counts per class, ir, and an accuracy estimate by cross-validation.
+
+        Parameters
+        ----------
+        cv : int
+            Folds of the stratified cross-validation over the labeled samples (fewer when the
+            largest class has fewer labels); 0 skips it. The estimate is optimistic or
+            pessimistic in ways random sampling would not be: active learning picks hard
+            samples, so treat it as a trend, not a test score.
+
+        Returns
+        -------
+        dict
+            JSON-ready: ``rounds``, ``history``, ``ingests``, ``n_pool``, ``n_labeled``,
+            ``pending`` (ids of the last batch without a label), ``class_counts``, ``ir``,
+            ``cv`` (``accuracy``, ``accuracy_std``, ``balanced_accuracy``, ``folds``,
+            ``n_labels``; None when not computed) and ``cv_note`` (why not), ``settings``,
+            ``pool``, ``lock`` (the holder's info, or None).
+        """
+        from alamp_fast.imbalance import imbalance_ratio
+
+        st = self._reload()
+        classes = st.meta["classes"]
+        y = st.current_labels()
+        labeled = st.training_rows(y)
+        counts = np.bincount(y[labeled], minlength=len(classes))
+        pending: list[str] = []
+        if st.n_rounds:
+            rows = st.batch_rows(st.n_rounds)
+            pending = st.ids[rows[y[rows] < 0]].tolist()
+        cv_result, cv_note = None, None
+        if cv:
+            cv_result, cv_note = self._cross_validate(st, y, labeled, int(cv))
+        lock_path = self.path / LOCK_FILE
+        holder = None
+        if lock_path.exists() and lock_path.stat().st_size:
+            try:
+                holder = json.loads(lock_path.read_text())
+            except (ValueError, OSError):
+                holder = {"pid": "?"}
+        return {
+            "project": str(self.path),
+            "settings": dict(st.meta["settings"]),
+            "classes": list(classes),
+            "pool": dict(st.meta["pool"]),
+            "rounds": st.n_rounds,
+            "history": list(st.meta["rounds"]),
+            "ingests": list(st.meta["ingests"]),
+            "n_pool": st.n_pool,
+            "n_labeled": int(labeled.size),
+            "n_label_events": int(st.labels["row"].size),
+            "pending": pending,
+            "class_counts": dict(zip(classes, counts.tolist(), strict=True)),
+            "ir": imbalance_ratio(counts) if labeled.size else None,
+            "cv": cv_result,
+            "cv_note": cv_note,
+            "lock": holder,
+        }
+
+    def _cross_validate(self, st, y, labeled, folds):
+        from sklearn.model_selection import StratifiedKFold, cross_validate
+
+        from alamp_fast.datasets import l2_normalize
+        from alamp_fast.imbalance import imbalance_ratio
+        from alamp_fast.protocol import IMBALANCED_IR, make_classifier
+
+        settings = st.meta["settings"]
+        yl = y[labeled]
+        counts = np.bincount(yl, minlength=len(st.meta["classes"]))
+        if (counts > 0).sum() < 2:
+            return None, "needs labels of at least 2 classes"
+        k = min(folds, int(counts.max()))
+        if k < 2:
+            return None, "needs a class with at least 2 labels"
+        try:
+            X, _, _ = self._pool(st)
+        except (PoolChangedError, FileNotFoundError, ValueError) as exc:
+            return None, f"pool unavailable: {exc}"
+        X = X[labeled]
+        if settings["normalize"]:
+            X = l2_normalize(X)
+        cost_sensitive = settings["cost_sensitive"]
+        if cost_sensitive is None:
+            cost_sensitive = imbalance_ratio(counts) >= IMBALANCED_IR
+        run_seed = _run_seed(settings["seed"])
+        clf = make_classifier(
+            settings["classifier"], cost_sensitive=cost_sensitive, random_state=run_seed
+        )
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=run_seed)
+        try:
+            with warnings.catch_warnings():
+                # a class with fewer labels than folds: sklearn warns, the estimate is still fine
+                warnings.simplefilter("ignore", UserWarning)
+                res = cross_validate(
+                    clf,
+                    X,
+                    yl,
+                    cv=splitter,
+                    scoring=("accuracy", "balanced_accuracy"),
+                    error_score="raise",
+                )
+        except ValueError as exc:
+            return None, f"cross-validation failed: {exc}"
+        acc = res["test_accuracy"]
+        return {
+            "accuracy": float(acc.mean()),
+            "accuracy_std": float(acc.std()),
+            "balanced_accuracy": float(res["test_balanced_accuracy"].mean()),
+            "folds": k,
+            "n_labels": int(labeled.size),
+        }, None
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _commit(directory: Path, st: _State, op: str) -> None:
+    st.meta["generation"] += 1
+    _atomic_write(directory / STATE_FILE, st.to_bytes(), fault=f"{op}:state")
+    _fault(f"{op}:committed")
+
+
+def _check_picks(picks: np.ndarray, b: int, y: np.ndarray) -> None:
+    # The batch is committed for good; a wrong one would silently corrupt every later round.
+    if picks.shape != (b,) or np.unique(picks).size != b or (y[picks] >= 0).any():
+        raise RuntimeError(
+            f"internal error: the selection {picks[:10].tolist()} is not {b} "
+            "distinct unlabeled rows"
+        )
+
+
+def _ranking_scores(strategy, probs: np.ndarray) -> np.ndarray | None:
+    """Per-row ranking value of ``strategy`` before its query changes its state."""
+    import alamp_fast as af
+
+    name = strategy.name
+    if name in ("margin", "margin-div"):
+        return af.margin(probs)
+    if name == "entropy":
+        return af.entropy(probs)
+    if name == "least_confidence":
+        return af.least_confidence(probs)
+    if name in ("alamp", "alamp-div"):
+        return strategy.scores(probs)[0]
+    return None
+
+
+def _batch_rows(rows: np.ndarray, *values) -> list:
+    """``v[rows]`` of every array in ``values`` (None stays out), as numpy.
+
+    Dask arrays are computed together, in one pass over the pool, and only those rows come
+    back.
+    """
+    picked = [v[rows] for v in values if v is not None]
+    if any(array_library(v) == "dask" for v in picked):
+        import dask
+
+        picked = list(dask.compute(*picked))
+    return picked
+
+
+def _kcenter_distances(X: np.ndarray, labeled: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """For each pick, its distance to the nearest labeled row or earlier pick (k-center's gain)."""
+    from scipy.spatial.distance import cdist
+
+    centres = np.concatenate([labeled, picks])
+    d = cdist(X[picks].astype(np.float64), X[centres].astype(np.float64))
+    out = np.full(picks.size, np.nan)
+    for j in range(picks.size):
+        allowed = d[j, : labeled.size + j]
+        if allowed.size:
+            out[j] = allowed.min()
+    return out
+
+
+def _batch_name(round_no: int) -> str:
+    return f"round-{round_no:03d}.csv"
+
+
+def _batch_from_state(directory: Path, st: _State, round_no: int, reissued=False) -> Batch:
+    mask = st.batches["round"] == round_no
+    rows = st.batches["row"][mask]
+    classes = st.meta["classes"]
+    return Batch(
+        round=round_no,
+        kind=st.meta["rounds"][round_no - 1]["kind"],
+        ids=st.ids[rows].tolist(),
+        rows=rows,
+        scores=st.batches["score"][mask],
+        margins=st.batches["margin"][mask],
+        predicted=[classes[p] if p >= 0 else None for p in st.batches["pred"][mask].tolist()],
+        path=directory / BATCH_DIR / _batch_name(round_no),
+        reissued=reissued,
+    )
+
+
+def _fmt(x: float) -> str:
+    return "" if np.isnan(x) else f"{x:.6g}"
+
+
+def _write_batch_csv(
+    batch: Batch, st: _State, fault: str | None = None, path: Path | None = None
+) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(BATCH_COLUMNS)
+    for rank, (sid, s, m, p) in enumerate(
+        zip(batch.ids, batch.scores, batch.margins, batch.predicted, strict=True), start=1
+    ):
+        w.writerow([rank, sid, _fmt(s), _fmt(m), p or "", ""])
+    target = batch.path if path is None else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(target, buf.getvalue().encode("utf-8"), fault=fault)
+
+
+def _read_records(source, id_column: str, label_column: str):
+    """(id, label, where) triples and a name for messages, from a CSV path or Python records."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        header, rows = _read_csv(path)
+        id_col = _find_column(header, id_column, path)
+        label_col = _find_column(header, label_column, path)
+        records = []
+        for line, cells in rows:
+            sid = cells[id_col] if id_col < len(cells) else ""
+            lab = cells[label_col] if label_col < len(cells) else ""
+            if sid == "" and lab != "":
+                raise ValueError(f"{path} line {line}: label {lab!r} has an empty {id_column!r}")
+            records.append((sid, lab, f"line {line}"))
+        if not records:
+            raise ValueError(f"{path} has a header but no rows")
+        return records, os.path.basename(path)
+    items = source.items() if isinstance(source, Mapping) else source
+    records = []
+    for i, item in enumerate(items):
+        try:
+            if isinstance(item, (str, bytes)):  # "12" would unpack into id "1", label "2"
+                raise TypeError
+            sid, lab = item
+        except (TypeError, ValueError):
+            raise TypeError(f"label records must be (id, label) pairs, got {item!r}") from None
+        if isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer)):
+            raise TypeError(f"a sample id must be a str or int, got {sid!r}")
+        if lab is None:
+            lab = ""
+        if not isinstance(lab, str):
+            raise TypeError(f"a label must be a class name (str), got {lab!r} for id {sid!r}")
+        records.append((str(sid).strip(), lab.strip(), f"record {i}"))
+    if not records:
+        raise ValueError("no label records given")
+    return records, "labels"
+
+
+class _Problems:
+    """Collects every validation problem of one ingest, raised as one ValueError line."""
+
+    # kind -> (what, how to get past it)
+    _TEXT = {
+        "unknown_id": ("ids not in the project's pool", None),
+        "unknown_class": ("unknown class names", None),
+        "duplicate": ("ids given more than once", None),
+        "unrequested": (
+            "ids no batch asked for",
+            "pass --allow-unrequested (allow_unrequested=True) to add them",
+        ),
+        "relabel": (
+            "ids already labeled with another class",
+            "pass --relabel (relabel=True) to replace their labels",
+        ),
+    }
+
+    def __init__(self, origin: str):
+        self.origin = origin
+        self.items: dict[str, list[str]] = {}
+
+    def add(self, kind: str, text: str) -> None:
+        self.items.setdefault(kind, []).append(text)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self, classes: list[str], ids: np.ndarray) -> None:
+        if not self.items:
+            return
+        parts = []
+        for kind, texts in self.items.items():
+            what, hint = self._TEXT[kind]
+            more = f" and {len(texts) - 5} more" if len(texts) > 5 else ""
+            part = f"{what} ({len(texts)}): {', '.join(texts[:5])}{more}"
+            if kind == "unknown_class":
+                part += f" (the classes are {', '.join(classes)})"
+            if kind == "unknown_id":
+                part += f" (pool ids look like {', '.join(repr(s) for s in ids[:3].tolist())})"
+            if hint:
+                part += f"; {hint}"
+            parts.append(part)
+        raise ValueError(f"{self.origin}: " + "; ".join(parts) + "; nothing was ingested")
