@@ -566,10 +566,11 @@ def simulate(
         acquisition run on its workers (module docstring); the picks, and so every result
         but the timings, are those of the run without one. With a scheduler, ``predict_s``
         only covers the test predictions and building the lazy pool probabilities, which
-        are computed inside ``query_s``. Default: this process, numpy.
+        are computed inside ``query_s``; strategy objects passed in ``strategies`` receive
+        row-chunked dask arrays as ``probs`` and ``features``. Default: this process, numpy.
     chunk_rows : int, optional
-        Pool rows per chunk on the cluster (needs ``scheduler``); default about 64 MiB of
-        features plus probabilities per chunk.
+        Pool rows per chunk on the cluster (needs ``scheduler``); default: equal chunks of
+        at most 64 MiB of features plus probabilities.
 
     Returns
     -------

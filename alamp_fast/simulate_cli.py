@@ -137,8 +137,8 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--chunk-rows",
         metavar="N",
-        help="pool rows per chunk on the cluster (default: about 64 MiB of features and "
-        "probabilities per chunk)",
+        help="pool rows per chunk on the cluster (default: equal chunks of at most 64 MiB of "
+        "features and probabilities)",
     )
 
 

@@ -976,8 +976,8 @@ class Project:
             strategy run on its workers (module docstring), with the same batch. Checked
             before the project is touched: an unreachable scheduler raises ValueError.
         chunk_rows : int, optional
-            Pool rows per chunk on the cluster (needs ``scheduler``); default about 64 MiB of
-            features plus probabilities per chunk.
+            Pool rows per chunk on the cluster (needs ``scheduler``); default: equal chunks
+            of at most 64 MiB of features plus probabilities.
 
         Returns
         -------
@@ -1087,11 +1087,11 @@ class Project:
                     dtype=np.int64,
                 )
                 margin_all, top_all = af.top2_margin(probs)
-                margins, pred, *ranked = _batch_rows(picks, margin_all, top_all, ranking)
+                margins, pred, ranked = _batch_rows(picks, margin_all, top_all, ranking)
                 margins = np.asarray(margins, dtype=np.float64)
                 pred = np.asarray(pred, dtype=np.int64)
                 if ranking is not None:
-                    scores = np.asarray(ranked[0], dtype=np.float64)
+                    scores = np.asarray(ranked, dtype=np.float64)
                 elif strategy.name == "coreset":
                     scores = _kcenter_distances(X, labeled, picks)
             _fault("select:queried")
@@ -1418,12 +1418,12 @@ def _ranking_scores(strategy, probs: np.ndarray) -> np.ndarray | None:
 
 
 def _batch_rows(rows: np.ndarray, *values) -> list:
-    """``v[rows]`` of every array in ``values`` (None stays out), as numpy.
+    """``v[rows]`` of every array of ``values`` as numpy (None for None).
 
     Dask arrays are computed together, in one pass over the pool, and only those rows come
     back.
     """
-    picked = [v[rows] for v in values if v is not None]
+    picked = [None if v is None else v[rows] for v in values]
     if any(array_library(v) == "dask" for v in picked):
         import dask
 
