@@ -61,6 +61,7 @@ from alamp_fast._dispatch import array_library
 __all__ = [
     "ALIASES",
     "NEW_ROW_PREV_CERTAINTY",
+    "alamp_ranking",
     "STRATEGIES",
     "Alamp",
     "CoreSet",
@@ -375,6 +376,33 @@ _CERTAINTIES: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
 }
 
 
+def alamp_ranking(cur, top_class, prev, prev_top):
+    """The alamp ranking of a pool from its current and previous certainty.
+
+    Parameters
+    ----------
+    cur : (n,) current certainty (margin by default); top_class : (n,) current prediction
+    prev : (n,) previous certainty, NaN for rows with none; prev_top : (n,) previous top class,
+        -1 for rows with none
+
+    Returns
+    -------
+    scores, largest, pseudo_class
+        With no previous value at all (first iteration): the certainty itself, ``largest=False``
+        (margin sampling). Otherwise the alamp score, rows without a previous value scored as if
+        it were :data:`NEW_ROW_PREV_CERTAINTY` (ordered among themselves as margin sampling
+        would), ``largest=True``; the pseudo-class is the previous top class, or the current
+        one for rows without a previous value. Shared by :class:`Alamp` and the adapters of
+        :mod:`alamp_fast.integrations`.
+    """
+    has_prev = ~np.isnan(prev)
+    if not has_prev.any():
+        return cur, False, top_class
+    filled = np.where(has_prev, prev, NEW_ROW_PREV_CERTAINTY).astype(cur.dtype)
+    pseudo_class = np.where(prev_top >= 0, prev_top, top_class)
+    return af.alamp_score(filled, cur), True, pseudo_class
+
+
 class Alamp(Strategy):
     """The paper's alamp: largest relative drop of certainty since the previous iteration.
 
@@ -473,12 +501,7 @@ class Alamp(Strategy):
 
     def _rank(self, cur, top_class):
         prev, prev_top = self._aligned_state(cur.shape[0], cur.dtype)
-        has_prev = ~np.isnan(prev)
-        if not has_prev.any():
-            return cur, False, top_class
-        filled = np.where(has_prev, prev, NEW_ROW_PREV_CERTAINTY).astype(cur.dtype)
-        pseudo_class = np.where(prev_top >= 0, prev_top, top_class)
-        return af.alamp_score(filled, cur), True, pseudo_class
+        return alamp_ranking(cur, top_class, prev, prev_top)
 
     def _select(self, probs, budget, labeled, features):
         cur, top_class = self._current(_as_probs(probs, self.name))

@@ -41,11 +41,9 @@ import numpy as np
 from numba import njit, prange
 
 import alamp_fast as af
+from alamp_fast.strategies import NEW_ROW_PREV_CERTAINTY, alamp_ranking
 
 __all__ = ["AlampMemory", "NEW_ROW_PREV_CERTAINTY", "as_row_ids", "row_fingerprints"]
-
-#: Previous certainty assumed for a row that has none (the margin fallback).
-NEW_ROW_PREV_CERTAINTY = 1.0
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -306,11 +304,9 @@ class AlampMemory:
         fallback for the keys that have none.
         """
         prev, prev_top = self.recall(keys)
-        has_prev = ~np.isnan(prev)
-        if not has_prev.any():
-            return -margin, top_class
-        filled = np.where(has_prev, prev, NEW_ROW_PREV_CERTAINTY).astype(margin.dtype)
-        return af.alamp_score(filled, margin), np.where(prev_top >= 0, prev_top, top_class)
+        scores, largest, pseudo_class = alamp_ranking(margin, top_class, prev, prev_top)
+        # one "higher first" utility for every host: -margin orders as margin sampling
+        return (scores if largest else -scores), pseudo_class
 
     def query(self, probs, budget, keys, *, exclude=None, diverse=False):
         """Rank the pool by alamp (or alamp-div), pick ``budget`` rows, then remember the pool.
