@@ -69,11 +69,17 @@ def _step(X, center, min_d2, n_chunks, chunk_best, chunk_arg):
         chunk_arg[ch] = arg
 
 
-@twins()
-def _exact_to(X, L, nearest, out):
-    """out[i] = |X[i] - L[nearest[i]]|^2 in float64 (the GEMM only chose ``nearest``)."""
+@twins(fastmath={"reassoc", "contract"})
+def _exact_to(X, L64, nearest, out):
+    """out[i] = |X[i] - L64[nearest[i]]|^2 in float64 (the GEMM only chose ``nearest``)."""
+    d = X.shape[1]
     for i in prange(X.shape[0]):
-        _sqdist_rows(X, i, i + 1, L[nearest[i]].astype(np.float64), out[i : i + 1])
+        k = nearest[i]
+        s = 0.0
+        for j in range(d):
+            t = np.float64(X[i, j]) - L64[k, j]
+            s += t * t
+        out[i] = s
 
 
 def _nearest_d2(X: np.ndarray, L_raw: np.ndarray) -> np.ndarray:
@@ -88,6 +94,7 @@ def _nearest_d2(X: np.ndarray, L_raw: np.ndarray) -> np.ndarray:
     mu = L_raw.mean(axis=0, dtype=np.float64).astype(X.dtype)
     L = L_raw - mu
     l2 = np.einsum("ij,ij->i", L, L, dtype=np.float64).astype(X.dtype)
+    L64 = L_raw.astype(np.float64)
     out = np.empty(X.shape[0], dtype=np.float64)
     rows = max(1, _INIT_BLOCK_ELEMS // max(L_raw.shape[0], X.shape[1], 1))
     for start in range(0, X.shape[0], rows):
@@ -96,7 +103,7 @@ def _nearest_d2(X: np.ndarray, L_raw: np.ndarray) -> np.ndarray:
         g *= -2
         g += l2
         nearest = np.argmin(g, axis=1)
-        _exact_to(block, L_raw, nearest, out[start : start + rows], work=block.size)
+        _exact_to(block, L64, nearest, out[start : start + rows], work=block.size)
     return out
 
 
