@@ -7,12 +7,14 @@ dispatched to their backends, see :mod:`alamp_fast._dispatch`):
 - :func:`alamp_score`: the shift from certainty at iteration k-1 to uncertainty at k
 - selection: :func:`select_top`, :func:`diversify` (Algorithm 1 of the paper)
 - core-set: :func:`kcenter_greedy`
+- :func:`badge`: BADGE (k-means++ seeding over last-layer gradient embeddings, never built)
 - the paper's AL protocol: :func:`simulate` (imported on first use)
 
 Importing the package needs neither CUDA, torch nor dask.
 """
 
 from alamp_fast.alamp import alamp_score
+from alamp_fast.badge import badge
 from alamp_fast.coreset import kcenter_greedy
 from alamp_fast.selection import diversify, select_top
 from alamp_fast.uncertainty import entropy, least_confidence, margin, top2_margin
@@ -38,6 +40,7 @@ __all__ = [
     "select_top",
     "diversify",
     "kcenter_greedy",
+    "badge",
     "simulate",
     "__version__",
 ]

@@ -21,6 +21,10 @@ import sys
 # name -> (module, one-line help). Order is the order of ``alamp-fast --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("alamp_fast.simulate_cli", "run the paper's AL protocol and write results/plots"),
+    "finetune": (
+        "alamp_fast.finetune.pretrain",
+        "fine-tuning scheme: pretrain a ResNet-18 on source classes, AL on the other classes",
+    ),
     "bench": ("alamp_fast.bench", "measure the acquisition kernels against numpy/scikit-learn"),
     "init": ("alamp_fast.workflow_cli", "create an annotation project over a pool of features"),
     "select": ("alamp_fast.workflow_cli", "train on the labels so far and write the next batch"),

@@ -529,6 +529,8 @@ def simulate(
     progress=False,
     scheduler: str | None = None,
     chunk_rows: int | None = None,
+    scheme: str = "svm",
+    **ft_kwargs,
 ) -> SimulationResult:
     """Run the active-learning protocol for several strategies and runs.
 
@@ -571,6 +573,16 @@ def simulate(
     chunk_rows : int, optional
         Pool rows per chunk on the cluster (needs ``scheduler``); default: equal chunks of
         at most 64 MiB of features plus probabilities.
+    scheme : {"svm", "ft"}
+        ``"svm"`` (default): the classifier above on fixed features. ``"ft"``: the paper's
+        fine-tuning scheme, a ResNet-18 fine-tuned on *images* ``(n, H, W, 3)`` at every
+        iteration (:func:`alamp_fast.finetune.scheme.simulate_ft`, needs torch); the default
+        strategies become :data:`~alamp_fast.finetune.scheme.FT_STRATEGIES` (with ``badge``),
+        ``classifier``, ``cost_sensitive``, ``scheduler`` and ``chunk_rows`` do not apply
+        (thresholding replaces cost-sensitivity: ``threshold=``).
+    **ft_kwargs
+        With ``scheme="ft"``: ``weights``, ``config``, ``small_input``, ``width``,
+        ``threshold`` of :func:`~alamp_fast.finetune.scheme.simulate_ft`.
 
     Returns
     -------
@@ -584,6 +596,42 @@ def simulate(
     >>> res.summary()["margin"]["labeled"]
     [20, 40, 60]
     """
+    if scheme not in ("svm", "ft"):
+        raise ValueError(f"scheme must be 'svm' or 'ft', got {scheme!r}")
+    if scheme == "ft":
+        unused = [
+            name
+            for name, used in (
+                ("classifier", classifier != "linear-svc"),
+                ("cost_sensitive", cost_sensitive is not None),
+                ("scheduler", scheduler is not None),
+                ("chunk_rows", chunk_rows is not None),
+            )
+            if used
+        ]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} do not apply to scheme='ft'")
+        from alamp_fast.finetune.scheme import FT_STRATEGIES, simulate_ft
+
+        return simulate_ft(
+            X_train,
+            y_train,
+            X_test,
+            y_test,
+            strategies=FT_STRATEGIES if strategies is DEFAULT_STRATEGIES else strategies,
+            init=init,
+            step=step,
+            iterations=iterations,
+            runs=runs,
+            seed=seed,
+            targets=targets,
+            imbalance=imbalance,
+            strategy_kwargs=strategy_kwargs,
+            progress=progress,
+            **ft_kwargs,
+        )
+    if ft_kwargs:
+        raise TypeError(f"simulate() got unexpected keyword arguments {sorted(ft_kwargs)}")
     if y_train is None and hasattr(X_train, "X_train"):
         ds = X_train
         X_train, y_train, X_test, y_test = ds.X_train, ds.y_train, ds.X_test, ds.y_test

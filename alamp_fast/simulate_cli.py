@@ -4,7 +4,9 @@ With no arguments it runs every strategy on scikit-learn's digits (init 20, 10 x
 in a few seconds and writes ``alamp_fast_out/simulate/``. With ``--train``/``--test`` it
 reads features (see :mod:`alamp_fast.datasets`) and defaults to the paper's protocol (init
 200, 15 x 200, 3 runs). With ``--scheduler ADDRESS`` the pool probabilities and the
-acquisition run on that Dask cluster, with the same picks.
+acquisition run on that Dask cluster, with the same picks. ``--scheme ft`` runs the paper's
+fine-tuning scheme instead (:mod:`alamp_fast.finetune`, needs torch): ``--train``/``--test``
+are then images (an ``.npz`` with X uint8 (N, H, W, 3) and y, or a folder of class folders).
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--runs", default="3", metavar="N", help="repetitions (default 3)")
     proto.add_argument("--seed", default="0", metavar="N", help="base seed (default 0)")
     proto.add_argument(
+        "--scheme",
+        default="svm",
+        metavar="svm|ft",
+        help="svm: shallow classifier on fixed features (default); ft: fine-tune a ResNet-18 "
+        "on images at every iteration (needs torch; see the fine-tuning options)",
+    )
+    proto.add_argument(
         "--classifier",
         default="linear-svc",
         metavar="NAME",
@@ -103,6 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     add_cluster_arguments(parser)
+
+    from alamp_fast.finetune.pretrain import add_ft_arguments  # numpy + argparse only
+
+    add_ft_arguments(parser.add_argument_group("fine-tuning scheme (--scheme ft)"))
 
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -185,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
     from alamp_fast.report import summary_table, write_results
     from alamp_fast.strategies import STRATEGIES, canonical_name
 
+    if args.scheme not in ("svm", "ft"):
+        raise CLIError(f"--scheme must be svm or ft, got {args.scheme!r}")
+    if args.scheme == "ft":
+        from alamp_fast.finetune.pretrain import run_simulate_ft
+
+        return run_simulate_ft(args)
     strategies = _list(args.strategies) if args.strategies else list(STRATEGIES)
     if not strategies:
         raise CLIError("--strategies is empty")
