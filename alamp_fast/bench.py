@@ -291,6 +291,8 @@ def environment() -> dict:
             "numba_threads": numba.get_num_threads(),
         },
         "platform": platform.platform(),
+        # other work on the machine inflates the times: recorded so a reader can judge
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "versions": {
             "python": platform.python_version(),
             "alamp_fast": alamp_fast.__version__,

@@ -42,8 +42,13 @@ def cpu_kernels_table(report: dict) -> str:
     rows.append("")
     rows.append(
         f"Machine: {dev['name']}, {dev['cores']} cores ({dev['numba_threads']} numba threads), "
-        f"read bandwidth {report['read_bandwidth_gb_per_s']:.1f} GB/s measured in the same run; "
-        f"commit `{(report.get('commit') or 'uncommitted')[:10]}`, numpy "
+        f"read bandwidth {report['read_bandwidth_gb_per_s']:.1f} GB/s measured in the same run"
+        + (
+            f", load average {report['load_average'][0]:.1f} at the start; "
+            if report.get("load_average")
+            else "; "
+        )
+        + f"commit `{(report.get('commit') or 'uncommitted')[:10]}`, numpy "
         f"{report['versions']['numpy']}, numba {report['versions']['numba']}. "
         f"Source: `benchmarks/results/{report['_file']}`."
     )

@@ -243,10 +243,21 @@ def test_sigkill_at_random_times_then_resume(world, tmp_path):
     # machine many land in the child's start-up, which proves little
     for k in range(12):
         proj_dir = fresh_copy(world, tmp_path / f"kill{k}")
+        state_file = proj_dir / "state.npz"
+        before = state_file.stat().st_mtime_ns
         p = CTX.Process(target=_child_drive,
                         args=(proj_dir, world["truth"], ROUNDS, tmp_path, None))
         p.start()
-        time.sleep(rng.uniform(0.0, 1.0) * duration)
+        if k % 2:
+            # every other kill waits for the child's first commit, then lands at a random
+            # point of the rest: a slow start-up on a busy machine cannot absorb all kills
+            deadline = time.monotonic() + 120
+            while (state_file.stat().st_mtime_ns == before and p.is_alive()
+                   and time.monotonic() < deadline):
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.5) * duration / ROUNDS)
+        else:
+            time.sleep(rng.uniform(0.0, 1.0) * duration)
         p.kill()
         p.join(30)
         interrupted = Project.open(proj_dir)
