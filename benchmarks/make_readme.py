@@ -49,7 +49,9 @@ def cpu_kernels_table(report: dict) -> str:
             else "; "
         )
         + f"commit `{(report.get('commit') or 'uncommitted')[:10]}`, numpy "
-        f"{report['versions']['numpy']}, numba {report['versions']['numba']}. "
+        f"{report['versions']['numpy']}, numba {report['versions']['numba']}. Bandwidth "
+        "counts the bytes a kernel must move; small inputs are partly cache-resident and can "
+        "exceed 100% of the DRAM read bandwidth. "
         f"Source: `benchmarks/results/{report['_file']}`."
     )
     return "\n".join(rows)
