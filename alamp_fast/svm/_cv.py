@@ -1,0 +1,250 @@
+"""Choosing ``C`` on the labeled set: stratified folds and a helper for any estimator."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+#: The default grid: ``Cs=5`` means ``np.logspace(-2, 2, 5)`` = 0.01, 0.1, 1, 10, 100.
+DEFAULT_CS = 5
+
+
+def make_cs(Cs) -> np.ndarray:
+    """The grid of ``C`` values from an int (that many points of ``logspace(-2, 2)``) or a list.
+
+    Examples
+    --------
+    >>> make_cs(5).tolist()
+    [0.01, 0.1, 1.0, 10.0, 100.0]
+    >>> make_cs([1, 10]).tolist()
+    [1.0, 10.0]
+    """
+    if isinstance(Cs, (int, np.integer)) and not isinstance(Cs, bool):
+        if Cs < 1:
+            raise ValueError(f"Cs={Cs} must be a positive number of grid points or a list of C")
+        return np.logspace(-2, 2, int(Cs))
+    try:
+        grid = np.asarray(Cs, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Cs must be an int or a sequence of floats, got {Cs!r}") from exc
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+        raise ValueError(f"Cs must hold finite positive values, got {Cs!r}")
+    return grid
+
+
+def stratified_folds(y, n_folds: int = 5, random_state=0) -> np.ndarray:
+    """Fold of every labeled sample, ``-1`` for samples that always stay in training.
+
+    Stratified like scikit-learn's ``StratifiedKFold``: the samples of each class are
+    shuffled (``random_state``) and dealt round-robin over the folds, one counter running on
+    across the classes, so each fold holds out about ``1 / n_folds`` of every class. A class
+    with a single labeled sample (common at low budgets) is never held out: it stays in every
+    fold's training set, so no fold trains without it. Every other class keeps at least one
+    training sample in every fold. Fewer than ``n_folds`` folds are made when fewer samples
+    can be held out; when not even 2 can be made, all entries are ``-1``.
+
+    Parameters
+    ----------
+    y : array of shape (n_samples,)
+        Labels.
+    n_folds : int, >= 2
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    folds : (n_samples,) int64
+        Values in ``-1 .. n_splits - 1``.
+
+    Examples
+    --------
+    >>> stratified_folds([0, 0, 0, 1, 1, 2], n_folds=3, random_state=0).tolist()
+    [2, 1, 0, 0, 1, -1]
+    """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"n_folds={n_folds!r} must be an int >= 2")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    rng = check_random_state(random_state)
+    _, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
+    folds = np.full(y.shape[0], -1, dtype=np.int64)
+    n_splits = min(int(n_folds), int(counts[counts >= 2].sum()))
+    if n_splits < 2:
+        return folds
+    position = 0
+    for k in np.flatnonzero(counts >= 2):
+        members = rng.permutation(np.flatnonzero(y_enc == k))
+        folds[members] = (position + np.arange(members.size)) % n_splits
+        position += members.size
+    return folds
+
+
+@dataclass
+class CVResult:
+    """What :func:`cross_validate_C` found.
+
+    Attributes
+    ----------
+    C_ : float
+        The chosen ``C``: best mean held-out accuracy over the folds, ties to the smaller C.
+    Cs_ : ndarray of shape (n_Cs,)
+    cv_scores_ : ndarray of shape (n_Cs, n_folds)
+        Held-out accuracy of every ``C`` on every fold (empty when no folds could be made).
+    estimator_ : estimator
+        Fitted on all the labeled data with ``C_`` (for :class:`alamp_fast.svm.SVC`, the
+        fitted :class:`alamp_fast.svm.SVCCV`, which is that model).
+    """
+
+    C_: float
+    Cs_: np.ndarray
+    cv_scores_: np.ndarray
+    estimator_: object
+
+
+def pick_c(Cs: np.ndarray, scores: np.ndarray) -> int:
+    """Index of the best mean score; ties go to the smallest C (the stronger regulariser)."""
+    mean = scores.mean(axis=1)
+    best = np.flatnonzero(mean == mean.max())
+    return int(best[np.argmin(Cs[best])])
+
+
+def fallback_c(Cs: np.ndarray) -> int:
+    """Index of the grid's middle value (geometric), used when no folds can be made."""
+    return int(np.argsort(Cs)[(Cs.size - 1) // 2])
+
+
+def cross_validate_C(
+    estimator,
+    X,
+    y,
+    *,
+    Cs=DEFAULT_CS,
+    cv: int = 5,
+    random_state=0,
+    sample_weight=None,
+    param: str = "C",
+) -> CVResult:
+    """Choose ``C`` for any scikit-learn-compatible classifier by cross-validation.
+
+    The folds are :func:`stratified_folds` (single-sample classes always in training) and the
+    score is the held-out accuracy averaged over the folds; ties go to the smaller ``C``.
+
+    An :class:`alamp_fast.svm.SVC` is handed to :class:`alamp_fast.svm.SVCCV` with its
+    settings, which solves every class, ``C`` and fold as one batched problem. Any other
+    estimator (``sklearn.svm.SVC``, ``thundersvm.SVC``, ``cuml.svm.SVC``...) is cloned
+    and fitted once per ``C`` and fold, then refitted on all the data with the chosen ``C``;
+    its own ``predict_proba`` (e.g. ``probability=True``) is what the acquisition then uses.
+
+    Parameters
+    ----------
+    estimator : classifier with ``fit``, ``predict`` and a ``C`` parameter
+    X : array of shape (n_samples, n_features)
+    y : array of shape (n_samples,)
+    Cs : int or sequence of float
+        The grid; an int ``k`` means ``np.logspace(-2, 2, k)``.
+    cv : int
+        Number of folds (fewer when fewer samples can be held out).
+    random_state : int, RandomState or None
+        Shuffling of the folds.
+    sample_weight : array of shape (n_samples,), optional
+        Passed to every ``fit``.
+    param : str
+        Name of the regularisation parameter of ``estimator``.
+
+    Returns
+    -------
+    CVResult
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.svm import LinearSVC
+    >>> X, y = load_iris(return_X_y=True)
+    >>> res = cross_validate_C(LinearSVC(), X, y, Cs=[0.01, 1.0])
+    >>> res.C_, res.cv_scores_.shape
+    (1.0, (2, 5))
+    """
+    from sklearn.base import clone
+
+    from alamp_fast.svm._estimators import SVC, SVCCV
+
+    grid = make_cs(Cs)
+    if isinstance(estimator, SVC):
+        params = {k: v for k, v in estimator.get_params().items() if k != "C"}
+        model = SVCCV(Cs=grid, **{**params, "cv": cv, "random_state": random_state})
+        model.fit(X, y, sample_weight=sample_weight)
+        return CVResult(model.C_, model.Cs_, model.cv_scores_, model)
+    if param not in estimator.get_params():
+        raise ValueError(f"{type(estimator).__name__} has no parameter {param!r} to tune")
+    X = np.asarray(X) if not hasattr(X, "shape") else X
+    y = np.asarray(y)
+    folds = stratified_folds(y, cv, random_state)
+    n_splits = int(folds.max()) + 1
+    fit_kw = {}
+    scores = np.zeros((grid.size, n_splits))
+    for f in range(n_splits):
+        train, test = folds != f, folds == f
+        if sample_weight is not None:
+            fit_kw = {"sample_weight": np.asarray(sample_weight)[train]}
+        for j, C in enumerate(grid):
+            model = clone(estimator).set_params(**{param: C}).fit(X[train], y[train], **fit_kw)
+            scores[j, f] = np.mean(model.predict(X[test]) == y[test])
+    if n_splits >= 2:
+        best = pick_c(grid, scores)
+    else:
+        best = fallback_c(grid)
+        warnings.warn(
+            f"too few labeled samples for {cv}-fold cross-validation (every class has one "
+            f"sample); using C={grid[best]:g} from the middle of the grid",
+            stacklevel=2,
+        )
+    fit_kw = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
+    model = clone(estimator).set_params(**{param: grid[best]}).fit(X, y, **fit_kw)
+    return CVResult(float(grid[best]), grid, scores, model)
+
+
+def top2_margin_chunked(estimator, X, chunk_size: int = 65536):
+    """``af.top2_margin`` of ``estimator.predict_proba(X)``, streamed over row chunks.
+
+    Only one chunk's probabilities exist at a time, so a pool larger than memory can be an
+    ``np.memmap``. Estimators of this package use their fused, device-side path
+    (:meth:`alamp_fast.svm.SVC.predict_top2_margin`); any other classifier with
+    ``predict_proba`` works too.
+
+    Returns
+    -------
+    margin : (n_samples,) float
+    top_class : (n_samples,) int64, column index into ``estimator.classes_``
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+    >>> m, top = top2_margin_chunked(clf, X, chunk_size=40)
+    >>> m.shape, int(top[0])
+    ((150,), 0)
+    """
+    from alamp_fast.uncertainty import top2_margin
+
+    if hasattr(estimator, "predict_top2_margin"):
+        return estimator.predict_top2_margin(X, chunk_size=chunk_size)
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size={chunk_size!r} must be a positive int")
+    n = X.shape[0]
+    margins, tops = [], []
+    for start in range(0, n, chunk_size):
+        m, top = top2_margin(np.asarray(estimator.predict_proba(X[start : start + chunk_size])))
+        margins.append(m)
+        tops.append(top)
+    if not margins:
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(margins), np.concatenate(tops)

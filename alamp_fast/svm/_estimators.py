@@ -1,0 +1,609 @@
+"""The scikit-learn-compatible classifiers :class:`SVC` and :class:`SVCCV`."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_array
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from alamp_fast.svm import _calibration as cal
+from alamp_fast.svm import _solver
+from alamp_fast.svm._backend import get_backend
+from alamp_fast.svm._cv import DEFAULT_CS, fallback_c, make_cs, pick_c, stratified_folds
+
+_KERNELS = ("linear", "rbf")
+# elements of one prediction chunk's widest array (X chunk, kernel chunk or probabilities)
+_CHUNK_ELEMS = 1 << 24
+
+
+class _BaseSVM(ClassifierMixin, BaseEstimator):
+    """Parameter checks, the batched fit and the chunked predictions shared by both classes."""
+
+    # ---------------------------------------------------------------- parameters
+    def _check_params(self):
+        if self.kernel not in _KERNELS:
+            raise ValueError(f"kernel={self.kernel!r} is not supported; choose from {_KERNELS}")
+        gamma = self.gamma
+        if isinstance(gamma, str):
+            if gamma not in ("scale", "auto"):
+                raise ValueError(f"gamma={gamma!r} must be 'scale', 'auto' or a positive float")
+        elif not isinstance(gamma, numbers.Real) or isinstance(gamma, bool) or not gamma > 0:
+            raise ValueError(f"gamma={gamma!r} must be 'scale', 'auto' or a positive float")
+        cw = self.class_weight
+        if not (cw is None or isinstance(cw, dict) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"class_weight={cw!r} must be None, 'balanced' or a dict")
+        if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
+            raise ValueError(f"tol={self.tol!r} must be a positive float")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
+            raise ValueError(f"max_iter={self.max_iter!r} must be a positive int")
+        return get_backend(self.device)
+
+    def _splits(self, y_enc, keep, allow_none: bool):
+        """The folds as ``[(train_mask, test_rows), ...]``.
+
+        ``cv`` is an int (:func:`stratified_folds` of that many folds), an iterable of
+        ``(train, test)`` index arrays into the rows given to ``fit`` (as scikit-learn's
+        ``cv``), or, for :class:`SVC` only, ``None`` (returned as is). ``[]`` when fewer than
+        two non-empty folds can be made.
+        """
+        cv = self.cv
+        if cv is None and allow_none:
+            return None
+        n = y_enc.size
+        if _is_int(cv):
+            if cv < 2:
+                raise ValueError(f"cv={cv!r} must be an int >= 2 or an iterable of splits")
+            folds = stratified_folds(y_enc, int(cv), self.random_state)
+            splits = [(folds != f, np.flatnonzero(folds == f)) for f in range(folds.max() + 1)]
+        elif hasattr(cv, "__iter__") and not isinstance(cv, (str, dict)):
+            # indices refer to the rows given to fit; rows of weight 0 were dropped since
+            new_index = np.full(keep.size, -1)
+            new_index[keep] = np.arange(n)
+            splits = []
+            for split in cv:
+                try:
+                    train, test = (new_index[np.asarray(part, dtype=np.int64)] for part in split)
+                except (TypeError, ValueError, IndexError) as exc:
+                    raise ValueError(
+                        f"cv must yield (train, test) index arrays into the {keep.size} rows "
+                        f"of X; got {split!r}"
+                    ) from exc
+                mask = np.zeros(n, dtype=bool)
+                mask[train[train >= 0]] = True
+                splits.append((mask, test[test >= 0]))
+        else:
+            raise ValueError(
+                f"cv={cv!r} must be an int >= 2 or an iterable of (train, test) splits"
+            )
+        if len(splits) < 2 or any(test.size == 0 for _, test in splits):
+            return []
+        return splits
+
+    # ---------------------------------------------------------------- fitting
+    def _validate_fit_data(self, X, y, sample_weight):
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        sw = _sample_weight(sample_weight, X.shape[0])
+        # sample_weight counts repetitions: samples of weight 0 are left out entirely
+        # (folds, gamma, eigenbasis), weighted samples weigh in the folds' scores and in the
+        # temperature as often as their weight says
+        keep = sw > 0
+        if not keep.any():
+            raise ValueError("sample_weight is zero for every sample; nothing to fit")
+        if not keep.all():
+            X, y, sw = X[keep], y[keep], sw[keep]
+        classes, y_enc = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes with positive "
+                f"sample_weight; got {classes.size} class"
+            )
+        self.classes_ = classes
+        self._dtype = np.dtype(X.dtype)
+        return X, y_enc.astype(np.int64), sw, keep
+
+    def _class_weights(self, y_enc: np.ndarray, sw: np.ndarray) -> np.ndarray:
+        """Weight of each class index on the rows ``y_enc`` of weights ``sw``.
+
+        ``"balanced"`` is ``n_samples / (n_classes * bincount(y))`` with the counts weighted
+        by ``sw`` (repetitions); a dict follows scikit-learn's ``compute_class_weight``.
+        """
+        n_classes = self.classes_.size
+        if isinstance(self.class_weight, str):  # "balanced", checked in _check_params
+            counts = np.bincount(y_enc, weights=sw, minlength=n_classes)
+            safe = np.where(counts > 0, counts, 1.0)
+            return np.where(counts > 0, sw.sum() / (n_classes * safe), 1.0)
+        return compute_class_weight(
+            self.class_weight, classes=self.classes_, y=self.classes_[y_enc]
+        )
+
+    def _gamma(self, X: np.ndarray, sw: np.ndarray) -> float:
+        if self.gamma == "scale":
+            # X.var() of the repeated rows: weighted over rows, plain over features
+            mean = np.average(X.mean(axis=1), weights=sw)
+            var = float(np.average(((X - mean) ** 2).mean(axis=1), weights=sw))
+            return 1.0 / (X.shape[1] * var) if var > 0 else 1.0
+        if self.gamma == "auto":
+            return 1.0 / X.shape[1]
+        return float(self.gamma)
+
+    def _fit_batch(self, xp, X, y_enc, sw, Cs, splits, *, with_full: bool, fmap=None, W0=None):
+        """Solve every (row set, C, class) problem at once.
+
+        Row sets are the training parts of ``splits``, then (when ``with_full``) all the
+        rows. Returns the feature map, the solution ``W``
+        (rank, n_sets * n_Cs * n_cols) and the decision values ``G @ W`` on the host.
+        """
+        dtype = xp.float_dtype(self._dtype)
+        if fmap is None:
+            Xd = xp.asarray(X, dtype)
+            if self.kernel == "linear":
+                fmap = _solver.linear_map(xp, Xd, dtype)
+            else:
+                fmap = _solver.rbf_map(xp, Xd, self.gamma_, dtype)
+        n = X.shape[0]
+        n_classes = self.classes_.size
+        # one column per class; binary problems have one: classes_[1] against classes_[0]
+        targets = np.arange(n_classes) if n_classes > 2 else np.array([1])
+        Ybase = np.where(y_enc[:, None] == targets[None, :], 1.0, -1.0)
+        sets = [train for train, _ in splits or []] + ([np.ones(n, bool)] if with_full else [])
+        costs = []
+        for train in sets:
+            weight = np.zeros(n)
+            cw = self._class_weights(y_enc[train], sw[train])
+            weight[train] = sw[train] * cw[y_enc[train]]
+            costs.extend(weight[:, None] * C * np.ones(targets.size) for C in Cs)
+        n_blocks = len(costs)
+        Y = xp.asarray(np.tile(Ybase, (1, n_blocks)), dtype)
+        cost = xp.asarray(np.concatenate(costs, axis=1), dtype)
+        W, n_iter = _solver.solve(
+            xp, fmap.G, Y, cost, W0, tol=float(self.tol), max_iter=int(self.max_iter)
+        )
+        Z = xp.to_numpy(fmap.G @ W).reshape(n, n_blocks, targets.size)
+        return fmap, W, Z, n_iter
+
+    def _held_out(self, Z, y_enc, sw, splits, n_Cs):
+        """Weighted fold accuracies ``(n_Cs, n_splits)`` and the held-out values of each C.
+
+        Returns the scores, one ``(n_held_out, n_cols)`` array of decision values per C, and
+        the labels and weights of those rows.
+        """
+        scores = np.zeros((n_Cs, len(splits)))
+        for f, (_, test) in enumerate(splits):
+            for j in range(n_Cs):
+                right = self._predict_index(Z[test, f * n_Cs + j]) == y_enc[test]
+                scores[j, f] = np.average(right, weights=sw[test])
+        held = [
+            np.concatenate([Z[test, f * n_Cs + j] for f, (_, test) in enumerate(splits)])
+            for j in range(n_Cs)
+        ]
+        rows = np.concatenate([test for _, test in splits])
+        return scores, held, y_enc[rows], sw[rows]
+
+    @staticmethod
+    def _predict_index(z: np.ndarray) -> np.ndarray:
+        return (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
+
+    def _set_model(self, xp, fmap, W_full, X):
+        """Public coefficients from the full-data solution ``W_full`` (rank, n_cols)."""
+        coef = xp.to_numpy(fmap.proj @ W_full).astype(self._dtype).T  # (n_cols, d+1 or n)
+        # a refit with the other kernel must not leave the previous kernel's attributes
+        for name in ("coef_", "dual_coef_", "X_fit_"):
+            self.__dict__.pop(name, None)
+        if self.kernel == "linear":
+            self.coef_ = np.ascontiguousarray(coef[:, :-1])
+            self.intercept_ = coef[:, -1].copy()
+        else:
+            # decision = (k(x, X) + 1) @ beta: the constant kernel term is the intercept
+            self.dual_coef_ = np.ascontiguousarray(coef)
+            self.intercept_ = coef.sum(axis=1)
+            self.X_fit_ = np.ascontiguousarray(X)
+
+    def _calibrate(self, z_held: np.ndarray, y_held: np.ndarray, sw_held: np.ndarray) -> None:
+        logits = cal.as_logits(np, z_held.astype(np.float64))
+        self.temperature_ = 1.0 / cal.fit_inverse_temperature(logits, y_held, sw_held)
+
+    # ---------------------------------------------------------------- prediction
+    def _check_predict_X(self, X):
+        check_is_fitted(self)
+        if sp.issparse(X):
+            raise TypeError(f"{type(self).__name__} does not support sparse input; pass X dense")
+        if getattr(X, "ndim", 2) != 2 or not hasattr(X, "shape"):
+            X = check_array(X, dtype="numeric", ensure_all_finite=False)
+        validate_data(self, X, reset=False, skip_check_array=True)
+        if X.shape[0] == 0:
+            raise ValueError("X has 0 samples; predictions need at least one")
+        return X
+
+    def _chunks(self, X, chunk_size):
+        """Decision values ``(rows, n_cols)``, chunk by chunk, on the device."""
+        X = self._check_predict_X(X)
+        xp = get_backend(self.device)
+        dtype = xp.float_dtype(self._dtype)
+        width = max(X.shape[1], self.classes_.size, getattr(self, "X_fit_", X[:0]).shape[0])
+        if chunk_size is None:
+            chunk_size = max(256, _CHUNK_ELEMS // width)
+        elif not _is_int(chunk_size) or chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size!r} must be a positive int or None")
+        b = xp.asarray(self.intercept_, dtype)
+        if self.kernel == "linear":
+            W = xp.asarray(self.coef_.T, dtype)
+        else:
+            W = xp.asarray(self.dual_coef_.T, dtype)
+            X_fit = xp.asarray(self.X_fit_, dtype)
+        for start in range(0, X.shape[0], chunk_size):
+            Xc = xp.load_rows(X[start : start + chunk_size], self._dtype)
+            if self.kernel == "linear":
+                yield Xc @ W + b
+            else:
+                yield _solver.rbf_kernel(xp, Xc, X_fit, self.gamma_) @ W + b
+
+    def decision_function(self, X, chunk_size=None):
+        """One-vs-rest decision values.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            May be an ``np.memmap``: it is read ``chunk_size`` rows at a time.
+        chunk_size : int, optional
+            Rows per chunk (default: about 16M elements of the widest array per chunk).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            (positive means ``classes_[1]``, as in scikit-learn).
+        """
+        xp = get_backend(self.device)
+        out = np.concatenate([xp.to_numpy(Z) for Z in self._chunks(X, chunk_size)])
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict(self, X, chunk_size=None):
+        """Class labels: the largest decision value (``classes_[1]`` when positive)."""
+        xp = get_backend(self.device)
+        idx = []
+        for Z in self._chunks(X, chunk_size):
+            if Z.shape[1] == 1:
+                idx.append(xp.to_numpy(Z[:, 0] > 0).astype(np.int64))
+            else:
+                idx.append(xp.to_numpy(xp.argmax(Z, 1)).astype(np.int64))
+        return self.classes_[np.concatenate(idx)]
+
+    def predict_proba(self, X, chunk_size=None):
+        """Calibrated probabilities ``softmax(decision_function(X) / temperature_)``.
+
+        For two classes ``[1 - s, s]`` with ``s = sigmoid(decision / temperature_)``.
+        ``temperature_`` was fitted on held-out decision values (see the class docstring).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), rows summing to 1, columns ``classes_``.
+        """
+        xp = get_backend(self.device)
+        parts = [xp.to_numpy(self._proba(xp, Z)) for Z in self._chunks(X, chunk_size)]
+        return np.concatenate(parts)
+
+    def predict_log_proba(self, X, chunk_size=None):
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X, chunk_size))
+
+    def _proba(self, xp, Z):
+        return cal.softmax(xp, cal.as_logits(xp, Z) * (1.0 / self.temperature_))
+
+    def predict_top2_margin(self, X, chunk_size=None):
+        """``af.top2_margin(self.predict_proba(X))`` without the whole probability matrix.
+
+        The pool is streamed in chunks of ``chunk_size`` rows (an ``np.memmap`` works); each
+        chunk's probabilities live only on the device, where their top-2 is taken, and only
+        two numbers per row come back.
+
+        Returns
+        -------
+        margin : (n_samples,) float32 or float64 (the fitted dtype)
+            ``P(c1|x) - P(c2|x)``.
+        top_class : (n_samples,) int64
+            Column index of the most probable class (``classes_[top_class]`` is the label);
+            ties go to the lowest index.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from alamp_fast.svm import SVC
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(60, 4)); y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+        >>> clf = SVC(C=1.0).fit(X, y)
+        >>> margin, top = clf.predict_top2_margin(X, chunk_size=16)
+        >>> margin.shape, bool((top == clf.predict(X)).all())
+        ((60,), True)
+        """
+        xp = get_backend(self.device)
+        margins, tops = [], []
+        for Z in self._chunks(X, chunk_size):
+            m, top = xp.top2(self._proba(xp, Z))
+            margins.append(m)
+            tops.append(top)
+        return np.concatenate(margins), np.concatenate(tops)
+
+
+class SVC(_BaseSVM):
+    """One-vs-rest SVM (squared hinge) on CPU (numpy) or GPU (torch), with probabilities.
+
+    The model of scikit-learn's ``LinearSVC`` (``loss="squared_hinge"``, one-vs-rest, the
+    intercept a regularised constant feature as with liblinear's ``intercept_scaling=1``)
+    for ``kernel="linear"``, and the same loss in the RBF kernel's feature space for
+    ``kernel="rbf"`` (the intercept a constant added to the kernel). Every class, and the
+    calibration folds, are solved as one batched problem (see :mod:`alamp_fast.svm`).
+
+    Parameters
+    ----------
+    kernel : {"linear", "rbf"}
+    C : float
+        Inverse regularisation: ``C`` times the sum of squared hinge losses.
+    gamma : "scale", "auto" or float
+        RBF width as in scikit-learn's ``SVC``: ``"scale"`` is
+        ``1 / (n_features * X.var())`` of the training set, ``"auto"`` ``1 / n_features``.
+    class_weight : None, "balanced" or dict
+        Multiplies ``C`` for the samples of each class, in every one-vs-rest problem (each
+        sample by its own class's weight, as ``sample_weight=class_weight[y]``; liblinear's
+        ``LinearSVC`` weights only the positives of each problem). ``"balanced"`` is
+        ``n_samples / (n_classes * bincount(y))``: the cost-sensitive SVM.
+    cv : int, iterable of (train, test) index arrays, or None
+        Folds whose held-out decision values fit the probability temperature (they are
+        solved in the same batch as the final model); an int means
+        :func:`alamp_fast.svm.stratified_folds`. ``None`` fits the temperature on the
+        training decision values instead: cheaper, and overconfident.
+    tol : float
+        Stopping tolerance of each problem's Newton iterations: its gradient norm relative to
+        the norm at ``w = 0`` divided by the largest sample cost (``docs/svm.md``).
+    max_iter : int
+        Newton iterations per problem (10 to 20 are typical).
+    device : "cpu", "cuda", "cuda:N" or torch.device
+        ``"cpu"`` runs numpy; anything else runs torch on that device (``torch.device("cpu")``
+        runs the torch code on the host). Fitted attributes are numpy arrays either way.
+    random_state : int, RandomState or None
+        Shuffling of the calibration folds.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    coef_ : ndarray of shape (n_classes, n_features), or (1, n_features) for two classes
+        Linear kernel only.
+    dual_coef_ : ndarray of shape (n_classes or 1, n_train)
+        RBF kernel only: ``decision = rbf(x, X_fit_) @ dual_coef_.T + intercept_``.
+    X_fit_ : ndarray of shape (n_train, n_features)
+        RBF kernel only: the training rows with positive weight.
+    intercept_ : ndarray of shape (n_classes,) or (1,)
+    gamma_ : float
+        The RBF width used (also set for the linear kernel, unused there).
+    temperature_ : float
+        ``predict_proba`` is ``softmax(decision_function / temperature_)``.
+    n_iter_ : int
+        Largest number of Newton iterations over the problems.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from alamp_fast.svm import SVC
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = SVC(C=0.1).fit(X[:1000] / 16, y[:1000])
+    >>> float(clf.score(X[1000:] / 16, y[1000:])) > 0.9
+    True
+    >>> clf.predict_proba(X[:2] / 16).shape
+    (2, 10)
+    """
+
+    def __init__(
+        self,
+        kernel="linear",
+        C=1.0,
+        *,
+        gamma="scale",
+        class_weight=None,
+        cv=5,
+        tol=1e-5,
+        max_iter=100,
+        device="cpu",
+        random_state=0,
+    ):
+        self.kernel = kernel
+        self.C = C
+        self.gamma = gamma
+        self.class_weight = class_weight
+        self.cv = cv
+        self.tol = tol
+        self.max_iter = max_iter
+        self.device = device
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the one-vs-rest SVM and its probability temperature.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            float32 input is computed in float32 (faster), anything else in float64.
+        y : array of shape (n_samples,)
+        sample_weight : array of shape (n_samples,), optional
+            Multiplies each sample's ``C``; samples of weight 0 are dropped.
+
+        Returns
+        -------
+        self
+        """
+        xp = self._check_params()
+        if isinstance(self.C, bool) or not isinstance(self.C, numbers.Real) or not self.C > 0:
+            raise ValueError(f"C={self.C!r} must be a positive float")
+        X, y_enc, sw, keep = self._validate_fit_data(X, y, sample_weight)
+        self.gamma_ = self._gamma(X, sw)
+        splits = self._splits(y_enc, keep, allow_none=True)
+        if splits == []:
+            warnings.warn(
+                "too few samples per class for calibration folds; the probability "
+                "temperature is fitted on the training decision values",
+                stacklevel=2,
+            )
+        fmap, W, Z, n_iter = self._fit_batch(
+            xp, X, y_enc, sw, [float(self.C)], splits, with_full=True
+        )
+        self.n_iter_ = int(n_iter.max())
+        n_cols = Z.shape[2]
+        full = np.arange(W.shape[1] - n_cols, W.shape[1])  # the last block: all the rows
+        self._set_model(xp, fmap, xp.take_cols(W, full), X)
+        if splits:
+            _, held, y_held, sw_held = self._held_out(Z, y_enc, sw, splits, 1)
+            self._calibrate(held[0], y_held, sw_held)
+        else:
+            self._calibrate(Z[:, -1], y_enc, sw)
+        return self
+
+
+class SVCCV(_BaseSVM):
+    """:class:`SVC` with ``C`` chosen by cross-validation, like ``LogisticRegressionCV``.
+
+    Every class, every ``C`` of the grid and every fold are solved as one batched problem;
+    the best ``C`` (mean held-out accuracy over the folds, ties to the smaller ``C``) is then
+    refitted on all the labeled data, warm-started from the folds' solutions. The probability
+    temperature is fitted on the held-out decision values of the chosen ``C``. Folds are
+    :func:`alamp_fast.svm.stratified_folds`: a class with a single labeled sample is never
+    held out. When no two folds can be made, ``C`` is the middle of the grid (with a warning).
+
+    Parameters
+    ----------
+    Cs : int or sequence of float
+        The grid. An int ``k`` means ``np.logspace(-2, 2, k)``; the default 5 is
+        0.01, 0.1, 1, 10, 100.
+    kernel, gamma, class_weight, tol, max_iter, device, random_state
+        As in :class:`SVC`.
+    cv : int or iterable of (train, test) index arrays
+        Number of :func:`alamp_fast.svm.stratified_folds` (fewer when fewer samples can be
+        held out), or the folds themselves.
+
+    Attributes
+    ----------
+    C_ : float
+        The chosen ``C``.
+    Cs_ : ndarray of shape (n_Cs,)
+    cv_scores_ : ndarray of shape (n_Cs, n_folds)
+        Held-out accuracy of every ``C`` on every fold.
+    classes_, coef_, dual_coef_, X_fit_, intercept_, gamma_, temperature_, n_iter_
+        As in :class:`SVC`, for the refitted model.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from alamp_fast.svm import SVCCV
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = SVCCV(Cs=[0.01, 0.1, 1.0]).fit(X[:600] / 16, y[:600])
+    >>> clf.C_ in (0.01, 0.1, 1.0), clf.cv_scores_.shape
+    (True, (3, 5))
+    """
+
+    def __init__(
+        self,
+        Cs=DEFAULT_CS,
+        kernel="linear",
+        *,
+        gamma="scale",
+        class_weight=None,
+        cv=5,
+        tol=1e-5,
+        max_iter=100,
+        device="cpu",
+        random_state=0,
+    ):
+        self.Cs = Cs
+        self.kernel = kernel
+        self.gamma = gamma
+        self.class_weight = class_weight
+        self.cv = cv
+        self.tol = tol
+        self.max_iter = max_iter
+        self.device = device
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Cross-validate ``C``, refit with it, and fit the probability temperature.
+
+        Parameters are as in :meth:`SVC.fit`.
+
+        Returns
+        -------
+        self
+        """
+        xp = self._check_params()
+        Cs = make_cs(self.Cs)
+        X, y_enc, sw, keep = self._validate_fit_data(X, y, sample_weight)
+        self.gamma_ = self._gamma(X, sw)
+        self.Cs_ = Cs
+        splits = self._splits(y_enc, keep, allow_none=False)
+        if not splits:
+            best = fallback_c(Cs)
+            warnings.warn(
+                f"too few labeled samples for cv={self.cv!r} cross-validation (every class "
+                f"has one sample); using C={Cs[best]:g} from the middle of the grid and "
+                "fitting the temperature on the training decision values",
+                stacklevel=2,
+            )
+            self.C_ = float(Cs[best])
+            self.cv_scores_ = np.zeros((Cs.size, 0))
+            fmap, W, Z, n_iter = self._fit_batch(xp, X, y_enc, sw, [self.C_], None, with_full=True)
+            self.n_iter_ = int(n_iter.max())
+            self._set_model(xp, fmap, W, X)
+            self._calibrate(Z[:, 0], y_enc, sw)
+            return self
+        fmap, W, Z, n_iter = self._fit_batch(xp, X, y_enc, sw, Cs, splits, with_full=False)
+        scores, held, y_held, sw_held = self._held_out(Z, y_enc, sw, splits, Cs.size)
+        best = pick_c(Cs, scores)
+        self.C_ = float(Cs[best])
+        self.cv_scores_ = scores
+        # warm start of the refit: the mean of the folds' solutions at the chosen C
+        n_cols = Z.shape[2]
+        W0 = 0.0
+        for f in range(len(splits)):
+            start = (f * Cs.size + best) * n_cols
+            W0 = W0 + xp.take_cols(W, np.arange(start, start + n_cols))
+        fmap, W_full, _, n_iter_full = self._fit_batch(
+            xp,
+            X,
+            y_enc,
+            sw,
+            [self.C_],
+            None,
+            with_full=True,
+            fmap=fmap,
+            W0=W0 * (1.0 / len(splits)),
+        )
+        self.n_iter_ = int(max(n_iter.max(), n_iter_full.max()))
+        self._set_model(xp, fmap, W_full, X)
+        self._calibrate(held[best], y_held, sw_held)
+        return self
+
+
+def _sample_weight(sample_weight, n: int) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones(n)
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.ndim == 0:
+        return np.full(n, float(sw)) if np.isfinite(sw) and sw > 0 else _bad_weight(sw)
+    if sw.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
+    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        _bad_weight(sw)
+    return sw
+
+
+def _bad_weight(sw):
+    bad = np.ravel(sw)[~(np.isfinite(np.ravel(sw)) & (np.ravel(sw) >= 0))][0]
+    raise ValueError(f"sample_weight must be finite and non-negative, got {bad!r}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)

@@ -1,0 +1,545 @@
+"""alamp_fast.svm: the batched solver against a literal optimiser, the estimators against
+scikit-learn's LinearSVC / SVC on digits, the CV helper, the calibration and the fused top-2
+path, on numpy and torch. The Caltech-101 comparisons are in test_svm_caltech.py."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from conftest import assert_close, assert_exact
+from scipy.optimize import minimize
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.svm import SVC as SkSVC
+from sklearn.svm import LinearSVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from alamp_fast.svm import (
+    SVC,
+    SVCCV,
+    _calibration,
+    _solver,
+    cross_validate_C,
+    make_cs,
+    stratified_folds,
+    top2_margin_chunked,
+)
+from alamp_fast.svm._backend import get_backend
+from alamp_fast.uncertainty import top2_margin
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _cuda_available() -> bool:
+    if not HAS_TORCH:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _device_params():
+    no_torch = [pytest.mark.skip(reason="torch is not installed (pip install alamp_fast[torch])")]
+    no_cuda = [pytest.mark.skip(reason="no CUDA device visible to torch")]
+    return [
+        pytest.param("cpu", id="numpy"),
+        pytest.param("torch-cpu", id="torch-cpu", marks=[] if HAS_TORCH else no_torch),
+        pytest.param(
+            "cuda",
+            id="torch-cuda",
+            marks=[pytest.mark.gpu] + ([] if _cuda_available() else no_cuda),
+        ),
+    ]
+
+
+@contextlib.contextmanager
+def _torch_one_thread():
+    """torch's OpenMP threads spin after each op and starve the next test's BLAS threads on a
+    small machine (numpy tests 5x slower after torch ones); one thread is enough here."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=_device_params())
+def device(request):
+    """The estimator ``device`` of each backend: numpy, torch on the host, torch on CUDA."""
+    if request.param != "torch-cpu":
+        yield request.param
+        return
+    import torch
+
+    with _torch_one_thread():
+        yield torch.device("cpu")
+
+
+def _l2(X):
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(_l2(X / 16.0), y, test_size=0.5, random_state=0, stratify=y)
+
+
+# --------------------------------------------------------------------------------------------
+# import
+
+
+def test_import_does_not_import_torch():
+    code = "import sys, alamp_fast.svm; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# the batched solver against scipy's optimiser, one problem at a time
+
+
+def _objective(w, G, y, cost):
+    m = np.maximum(0.0, 1.0 - y * (G @ w))
+    return 0.5 * w @ w + np.sum(cost * m * m), w - 2.0 * G.T @ (cost * y * m)
+
+
+def _reference_solve(G, Y, cost):
+    W = np.zeros((G.shape[1], Y.shape[1]))
+    for p in range(Y.shape[1]):
+        res = minimize(
+            _objective,
+            np.zeros(G.shape[1]),
+            args=(G, Y[:, p], cost[:, p]),
+            jac=True,
+            method="L-BFGS-B",
+            options={"gtol": 1e-13, "ftol": 1e-15, "maxiter": 20000},
+        )
+        W[:, p] = res.x
+    return W
+
+
+@pytest.mark.parametrize("path", ["woodbury", "pcg", "mixed"])
+def test_solver_matches_literal_minimiser(device, rng, path, monkeypatch):
+    n, r = 60, 7
+    G = rng.normal(size=(n, r)) / np.sqrt(r)
+    Y = np.where(rng.random((n, 6)) < 0.3, 1.0, -1.0)
+    C = np.array([0.01, 0.3, 1.0, 5.0, 30.0, 100.0])
+    cost = C * rng.uniform(0.5, 2.0, size=(n, 1))
+    cost[rng.random((n, 6)) < 0.2] = 0.0  # held-out rows of a fold
+    if path == "woodbury":
+        monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", n)
+    elif path == "pcg":
+        monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 0)
+        monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 0)
+    else:
+        monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 20)
+        monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 0)
+    xp = get_backend(device)
+    f64 = xp.float_dtype(np.float64)
+    W, n_iter = _solver.solve(
+        xp, xp.asarray(G, f64), xp.asarray(Y, f64), xp.asarray(cost, f64), tol=1e-10, max_iter=200
+    )
+    W = xp.to_numpy(W)
+    ref = _reference_solve(G, Y, cost)
+    assert_close(W, ref, f"W ({path})", rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    assert (n_iter >= 1).all() and (n_iter < 200).all()
+
+
+def test_solver_problem_without_weight_is_zero(rng):
+    xp = get_backend("cpu")
+    G = rng.normal(size=(20, 4))
+    Y = np.where(rng.random((20, 2)) < 0.5, 1.0, -1.0)
+    cost = np.ones((20, 2))
+    cost[:, 1] = 0.0
+    W, n_iter = _solver.solve(xp, G, Y, cost, tol=1e-8, max_iter=50)
+    assert_exact(W[:, 1], 0.0, "W of the weightless problem")
+    assert n_iter[1] == 0
+
+
+@pytest.mark.parametrize("n", [30, 90])  # fewer rows than features + 1, then more
+def test_linear_map_is_an_exact_change_of_basis(rng, n):
+    xp = get_backend("cpu")
+    X = rng.normal(size=(n, 40))
+    fmap = _solver.linear_map(xp, X, np.float64)
+    F = np.hstack([X, np.ones((n, 1))])
+    assert_close(fmap.G @ fmap.G.T, F @ F.T, "G G^T", rtol=1e-9, atol=1e-9)
+    assert_close(F @ fmap.proj, fmap.G, "F proj", rtol=1e-9, atol=1e-9)
+
+
+def test_rbf_map_reproduces_the_kernel(rng):
+    xp = get_backend("cpu")
+    X = rng.normal(size=(50, 5))
+    fmap = _solver.rbf_map(xp, X, 0.3, np.float64)
+    sq = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    K = np.exp(-0.3 * sq) + 1.0  # the literal kernel plus the intercept's constant
+    assert_close(fmap.G @ fmap.G.T, K, "G G^T", rtol=1e-9, atol=1e-9)
+    assert_close(K @ fmap.proj, fmap.G, "K proj", rtol=1e-7, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------
+# against scikit-learn on digits
+
+
+def _liblinear(C, **kw):
+    return LinearSVC(C=C, dual=True, tol=1e-8, max_iter=200_000, **kw)
+
+
+@pytest.mark.parametrize("C", [0.1, 10.0])
+def test_linear_matches_liblinear_on_digits(digits, device, C):
+    Xtr, Xte, ytr, yte = digits
+    ours = SVC(C=C, device=device).fit(Xtr, ytr)
+    ref = _liblinear(C).fit(Xtr, ytr)
+    assert_close(
+        ours.decision_function(Xte), ref.decision_function(Xte), "decision", rtol=0, atol=2e-3
+    )
+    assert_exact(ours.predict(Xte), ref.predict(Xte), "predictions")
+    assert_close(ours.coef_, ref.coef_, "coef_", rtol=0, atol=5e-3)
+
+
+def test_binary_matches_liblinear_and_proba_is_a_sigmoid(digits, device):
+    Xtr, Xte, ytr, yte = digits
+    pick_tr, pick_te = np.isin(ytr, [3, 8]), np.isin(yte, [3, 8])
+    ours = SVC(C=1.0, device=device).fit(Xtr[pick_tr], ytr[pick_tr])
+    ref = _liblinear(1.0).fit(Xtr[pick_tr], ytr[pick_tr])
+    z = ours.decision_function(Xte[pick_te])
+    assert z.shape == (pick_te.sum(),) and ours.coef_.shape == (1, Xtr.shape[1])
+    assert_close(z, ref.decision_function(Xte[pick_te]), "decision", rtol=0, atol=2e-3)
+    assert_exact(ours.predict(Xte[pick_te]), np.where(z > 0, 8, 3), "predict from the sign")
+    P = ours.predict_proba(Xte[pick_te])
+    s = 1.0 / (1.0 + np.exp(-z.astype(np.float64) / ours.temperature_))
+    assert_close(P[:, 1], s, "P(8)", rtol=1e-12, atol=1e-12)
+
+
+def test_class_weight_is_a_per_sample_cost(digits):
+    """Each sample's C is scaled by its own class's weight, in every one-vs-rest problem."""
+    Xtr, Xte, ytr, _ = digits
+    weights = {k: w for k, w in zip(range(10), np.linspace(0.2, 3.0, 10), strict=True)}
+    ours = SVC(C=1.0, class_weight=weights).fit(Xtr, ytr)
+    ref = _liblinear(1.0).fit(Xtr, ytr, sample_weight=np.vectorize(weights.get)(ytr))
+    assert_close(
+        ours.decision_function(Xte), ref.decision_function(Xte), "decision", rtol=0, atol=2e-3
+    )
+
+
+def test_balanced_class_weight_is_the_count_formula(digits):
+    Xtr, Xte, ytr, _ = digits
+    keep = np.concatenate([np.flatnonzero(ytr == k)[: 10 + 8 * k] for k in range(10)])
+    counts = np.bincount(ytr[keep])
+    manual = {k: keep.size / (10 * counts[k]) for k in range(10)}
+    a = SVC(class_weight="balanced").fit(Xtr[keep], ytr[keep])
+    b = SVC(class_weight=manual).fit(Xtr[keep], ytr[keep])
+    assert_close(
+        a.decision_function(Xte), b.decision_function(Xte), "decision", rtol=1e-10, atol=1e-10
+    )
+
+
+def test_integer_sample_weight_is_repetition(digits, rng):
+    Xtr, Xte, ytr, _ = digits
+    sw = rng.integers(0, 4, size=ytr.size)
+    weighted = SVC(kernel="rbf", cv=None, tol=1e-10).fit(Xtr, ytr, sample_weight=sw)
+    repeated = SVC(kernel="rbf", cv=None, tol=1e-10).fit(np.repeat(Xtr, sw, 0), np.repeat(ytr, sw))
+    assert weighted.gamma_ == pytest.approx(repeated.gamma_, rel=1e-12)
+    assert_close(
+        weighted.decision_function(Xte),
+        repeated.decision_function(Xte),
+        "decision",
+        rtol=0,
+        atol=1e-6,
+    )
+    assert_close(
+        weighted.predict_proba(Xte), repeated.predict_proba(Xte), "proba", rtol=0, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("C", [1.0, 10.0])
+def test_rbf_accuracy_within_half_a_point_of_sklearn_svc_on_digits(digits, C):
+    Xtr, Xte, ytr, yte = digits
+    ours = SVC(kernel="rbf", C=C).fit(Xtr, ytr)
+    ref = SkSVC(C=C).fit(Xtr, ytr)
+    assert ours.gamma_ == pytest.approx(ref._gamma, rel=1e-12)
+    diff = 100 * (ours.score(Xte, yte) - ref.score(Xte, yte))
+    assert abs(diff) <= 0.5, f"accuracy differs by {diff:+.2f} points"
+
+
+# --------------------------------------------------------------------------------------------
+# cross-validation
+
+
+def test_svccv_scores_are_the_per_fold_fits(digits, device):
+    Xtr, _, ytr, _ = digits
+    X, y = Xtr[:300], ytr[:300]
+    cv = SVCCV(Cs=[0.05, 1.0, 20.0], tol=1e-9, device=device, random_state=3).fit(X, y)
+    folds = stratified_folds(y, 5, random_state=3)
+    for j, C in enumerate(cv.Cs_):
+        for f in range(5):
+            train, test = folds != f, folds == f
+            fold_model = SVC(C=C, cv=None, tol=1e-9).fit(X[train], y[train])
+            assert cv.cv_scores_[j, f] == pytest.approx(fold_model.score(X[test], y[test]))
+    mean = cv.cv_scores_.mean(axis=1)
+    assert cv.C_ == cv.Cs_[np.flatnonzero(mean == mean.max())].min()
+    refit = SVC(C=cv.C_, cv=None, tol=1e-9).fit(X, y)
+    assert_close(cv.coef_, refit.coef_, "coef_ of the refit", rtol=0, atol=1e-6)
+
+
+def test_svccv_agrees_with_gridsearch_of_linearsvc(digits):
+    Xtr, _, ytr, _ = digits
+    X, y = Xtr[:400], ytr[:400]
+    cv = SVCCV(Cs=[0.01, 0.1, 1.0, 10.0]).fit(X, y)
+    folds = stratified_folds(y, 5, random_state=0)
+    splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(5)]
+    grid = GridSearchCV(_liblinear(1.0), {"C": list(cv.Cs_)}, cv=splits).fit(X, y)
+    sk_scores = np.stack([grid.cv_results_[f"split{f}_test_score"] for f in range(5)], axis=1)
+    assert_close(cv.cv_scores_, sk_scores, "fold accuracies", rtol=0, atol=1e-12)
+    assert cv.C_ == grid.best_params_["C"]
+
+
+def test_stratified_folds_rules(rng):
+    y = np.concatenate([np.repeat(np.arange(12), rng.integers(1, 9, size=12)), [40, 41]])
+    rng.shuffle(y)
+    folds = stratified_folds(y, 5, random_state=7)
+    assert_exact(folds, stratified_folds(y, 5, random_state=7), "same seed, same folds")
+    classes, counts = np.unique(y, return_counts=True)
+    for k, c in zip(classes, counts, strict=True):
+        f = folds[y == k]
+        if c == 1:
+            assert_exact(f, -1, f"single sample of class {k}")
+            continue
+        held = np.bincount(f, minlength=5)
+        assert held.max() - held.min() <= 1, f"class {k} dealt unevenly: {held}"
+        assert (c - held > 0).all(), f"class {k} has a fold without training samples"
+    sizes = np.bincount(folds[folds >= 0])
+    assert sizes.size == 5 and sizes.max() - sizes.min() <= 1
+
+
+def test_stratified_folds_fewer_samples_than_folds():
+    folds = stratified_folds([0, 0, 1, 2], 5)
+    assert_exact(np.sort(folds[:2]), [0, 1], "2 folds from the 2 samples that can be held out")
+    assert_exact(folds[2:], -1, "single samples stay in training")
+    assert_exact(stratified_folds([0, 1, 2], 5), -1, "no fold can be made")
+
+
+def test_svccv_single_sample_classes(digits):
+    Xtr, _, ytr, _ = digits
+    idx = np.concatenate([np.flatnonzero(ytr == k)[: 1 if k < 4 else 3] for k in range(10)])
+    cv = SVCCV().fit(Xtr[idx], ytr[idx])
+    assert cv.cv_scores_.shape == (5, 5)
+    assert_exact(cv.predict(Xtr[idx][:4]), ytr[idx][:4], "singletons classified as trained")
+    only = np.concatenate([np.flatnonzero(ytr == k)[:1] for k in range(10)])
+    with pytest.warns(UserWarning, match="too few labeled samples"):
+        lone = SVCCV().fit(Xtr[only], ytr[only])
+    assert lone.C_ == 1.0 and lone.cv_scores_.shape == (5, 0)
+
+
+def test_cross_validate_c_with_any_estimator(digits):
+    Xtr, _, ytr, _ = digits
+    X, y = Xtr[:300], ytr[:300]
+    res = cross_validate_C(LogisticRegression(max_iter=2000), X, y, Cs=[0.1, 10.0])
+    folds = stratified_folds(y, 5, random_state=0)
+    for j, C in enumerate([0.1, 10.0]):
+        for f in range(5):
+            m = LogisticRegression(C=C, max_iter=2000).fit(X[folds != f], y[folds != f])
+            assert res.cv_scores_[j, f] == pytest.approx(m.score(X[folds == f], y[folds == f]))
+    assert res.estimator_.C == res.C_
+    ours = cross_validate_C(SVC(class_weight="balanced"), X, y, Cs=[0.1, 10.0])
+    assert isinstance(ours.estimator_, SVCCV) and ours.estimator_.class_weight == "balanced"
+    assert ours.C_ in (0.1, 10.0)
+
+
+def test_make_cs():
+    assert_close(make_cs(5), [0.01, 0.1, 1.0, 10.0, 100.0], "default grid", rtol=1e-12)
+    for bad in (0, [], [1.0, -2.0], [np.nan]):
+        with pytest.raises(ValueError, match="Cs"):
+            make_cs(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# calibration and the fused top-2 path
+
+
+def test_temperature_matches_a_grid_search(rng):
+    n, k = 300, 6
+    logits = rng.normal(size=(n, k)) * 2
+    y = np.where(rng.random(n) < 0.7, logits.argmax(1), rng.integers(0, k, n))
+    w = rng.uniform(0.5, 2.0, n)
+    a = _calibration.fit_inverse_temperature(logits, y, w)
+    eps = 1.0 / (w.sum() + 2)
+    T = np.full((n, k), eps / (k - 1))
+    T[np.arange(n), y] = 1 - eps
+
+    def nll(s):
+        S = s * logits
+        log_p = S - S.max(1, keepdims=True)
+        log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+        return -(w[:, None] * T * log_p).sum()
+
+    grid = np.exp(np.linspace(np.log(1e-2), np.log(1e3), 20001))
+    best = grid[np.argmin([nll(s) for s in grid])]
+    assert a == pytest.approx(best, rel=1e-3)
+    assert nll(a) <= nll(best) + 1e-9
+
+
+def test_predict_proba_is_the_tempered_softmax(digits, device):
+    Xtr, Xte, ytr, _ = digits
+    clf = SVC(C=1.0, device=device).fit(Xtr, ytr)
+    P = clf.predict_proba(Xte)
+    Z = clf.decision_function(Xte).astype(np.float64) / clf.temperature_
+    E = np.exp(Z - Z.max(1, keepdims=True))
+    assert_close(P, E / E.sum(1, keepdims=True), "proba", rtol=1e-10, atol=1e-12)
+    assert_exact(clf.classes_[P.argmax(1)], clf.predict(Xte), "argmax of proba vs predict")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top2_margin_fused_equals_unfused(digits, device, dtype, tmp_path):
+    Xtr, Xte, ytr, _ = digits
+    clf = SVC(kernel="rbf", C=3.0, device=device).fit(Xtr.astype(dtype), ytr)
+    pool = np.lib.format.open_memmap(tmp_path / "pool.npy", "w+", dtype, Xte.shape)
+    pool[:] = Xte
+    pool.flush()
+    pool = np.load(tmp_path / "pool.npy", mmap_mode="r")
+    ref_margin, ref_top = top2_margin(clf.predict_proba(Xte))
+    for chunk_size in (1, 7, None):
+        margin, top = clf.predict_top2_margin(pool, chunk_size=chunk_size)
+        assert margin.dtype == dtype and top.dtype == np.int64
+        assert_exact(top, ref_top, f"top class, chunk_size={chunk_size}")
+        # one-row chunks take BLAS's matrix-vector path: the kernel values round differently
+        atol = 2e-5 if dtype == np.float32 else 1e-12
+        assert_close(margin, ref_margin, f"margin, chunk_size={chunk_size}", rtol=0, atol=atol)
+
+
+def test_top2_margin_chunked_for_a_foreign_estimator(digits):
+    Xtr, Xte, ytr, _ = digits
+    clf = LogisticRegression(max_iter=2000).fit(Xtr, ytr)
+    margin, top = top2_margin_chunked(clf, Xte, chunk_size=33)
+    ref_margin, ref_top = top2_margin(clf.predict_proba(Xte))
+    assert_close(margin, ref_margin, "margin", rtol=0, atol=1e-14)
+    assert_exact(top, ref_top, "top class")
+
+
+def test_float32_input_is_computed_in_float32(digits):
+    Xtr, Xte, ytr, _ = digits
+    a = SVC(C=1.0).fit(Xtr.astype(np.float32), ytr)
+    b = SVC(C=1.0).fit(Xtr, ytr)
+    za = a.decision_function(Xte.astype(np.float32))
+    assert za.dtype == np.float32 and a.coef_.dtype == np.float32
+    assert_close(za, b.decision_function(Xte), "float32 vs float64", rtol=0, atol=1e-3)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_torch_path_matches_numpy(digits):
+    import torch
+
+    Xtr, Xte, ytr, _ = digits
+    for est in (SVC(C=2.0), SVCCV(Cs=3), SVC(kernel="rbf")):
+        P_numpy = est.fit(Xtr, ytr).predict_proba(Xte)
+        with _torch_one_thread():
+            b = est.set_params(device=torch.device("cpu")).fit(Xtr, ytr)
+            assert_close(b.predict_proba(Xte), P_numpy, f"{est!r} proba", rtol=0, atol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device visible to torch")
+def test_cuda_matches_numpy(digits):
+    Xtr, Xte, ytr, _ = digits
+    X32, T32 = Xtr.astype(np.float32), Xte.astype(np.float32)
+    for kernel in ("linear", "rbf"):
+        a = SVCCV(kernel=kernel).fit(X32, ytr)
+        b = SVCCV(kernel=kernel, device="cuda").fit(X32, ytr)
+        assert a.C_ == b.C_
+        assert_close(b.decision_function(T32), a.decision_function(T32), kernel, rtol=0, atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn's estimator checks (all of them apply and pass) and the error paths
+
+
+@parametrize_with_checks([SVC(), SVC(kernel="rbf"), SVCCV(Cs=3)])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # tiny check datasets: calibration folds
+        check(estimator)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"kernel": "poly"}, "kernel='poly'"),
+        ({"C": 0.0}, "C=0.0"),
+        ({"C": "1"}, "C='1'"),
+        ({"gamma": -1.0}, "gamma=-1.0"),
+        ({"gamma": "wide"}, "gamma='wide'"),
+        ({"class_weight": "auto"}, "class_weight='auto'"),
+        ({"cv": 1}, "cv=1"),
+        ({"tol": 0}, "tol=0"),
+        ({"max_iter": 0}, "max_iter=0"),
+        ({"device": "tpu"}, "device='tpu'"),
+    ],
+)
+def test_bad_parameters_raise(params, match):
+    X = np.arange(20.0).reshape(10, 2)
+    y = np.arange(10) % 2
+    with pytest.raises(ValueError, match=match):
+        SVC(**params).fit(X, y)
+
+
+def test_bad_inputs_raise(digits):
+    Xtr, Xte, ytr, _ = digits
+    with pytest.raises(ValueError, match="2 classes"):
+        SVC().fit(Xtr[:5], np.zeros(5))
+    with pytest.raises(ValueError, match="zero"):
+        SVC().fit(Xtr[:10], ytr[:10], sample_weight=np.zeros(10))
+    with pytest.raises(ValueError, match=r"shape \(10,\)"):
+        SVC().fit(Xtr[:10], ytr[:10], sample_weight=np.ones(9))
+    with pytest.raises(ValueError, match="-1.0"):
+        SVC().fit(Xtr[:10], ytr[:10], sample_weight=-np.ones(10))
+    clf = SVC().fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="64 features"):
+        clf.predict(Xte[:, :10])
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        clf.predict_top2_margin(Xte, chunk_size=0)
+    bad = Xte.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clf.decision_function(bad, chunk_size=2)
+    with pytest.raises(TypeError, match="device"):
+        SVC(device=0).fit(Xtr, ytr)
+
+
+def test_nan_in_a_pool_chunk_raises(digits, device):
+    Xtr, Xte, ytr, _ = digits
+    clf = SVC(device=device).fit(Xtr, ytr)
+    bad = Xte.copy()
+    bad[-1, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        clf.predict_top2_margin(bad, chunk_size=50)
+
+
+def test_convergence_warning_at_max_iter(digits):
+    Xtr, _, ytr, _ = digits
+    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        SVC(C=100.0, max_iter=1).fit(Xtr, ytr)
+
+
+def test_refit_with_the_other_kernel_replaces_the_model(digits):
+    Xtr, Xte, ytr, _ = digits
+    clf = SVC(kernel="rbf").fit(Xtr, ytr)
+    clf.set_params(kernel="linear").fit(Xtr, ytr)
+    assert not hasattr(clf, "dual_coef_") and not hasattr(clf, "X_fit_")
+    assert_close(
+        clf.decision_function(Xte),
+        SVC().fit(Xtr, ytr).decision_function(Xte),
+        "decision",
+        rtol=0,
+        atol=0,
+    )
