@@ -67,7 +67,11 @@ def load_problem(args, rng):
         parts = []
         for split in ("train", "test"):
             with np.load(path / f"feats_mobilenetv1_{split}.npz") as d:
-                X = (d["Xq"].astype(np.float32) - d["zero_point"]) * d["scale"]
+                # float32 throughout, as alamp_fast.datasets loads them (numpy 2 would promote
+                # float32 minus a 0-d int32 array to float64)
+                X = (d["Xq"].astype(np.float32) - np.float32(d["zero_point"])) * np.float32(
+                    d["scale"]
+                )
                 y = d["y"].astype(np.int64)
                 names = list(d["classes"])
             keep = y != names.index("BACKGROUND_Google")
@@ -249,6 +253,7 @@ def main(argv=None) -> int:
             "Cs": Cs.tolist(),
             "folds": len(splits),
             "test": int(yt.size),
+            "dtype": str(Xl.dtype),
         },
         "data": desc,
         "providers": {},

@@ -17,7 +17,8 @@ from alamp_fast.uncertainty import top2_margin
 
 def _caltech(data_dir, split):
     with np.load(data_dir / "caltech101" / f"feats_mobilenetv1_{split}.npz") as d:
-        X = (d["Xq"].astype(np.float32) - d["zero_point"]) * d["scale"]
+        # float32, as alamp_fast.datasets loads them (float32 - 0-d int32 is float64 in numpy 2)
+        X = (d["Xq"].astype(np.float32) - np.float32(d["zero_point"])) * np.float32(d["scale"])
         y = d["y"].astype(np.int64)
         background = list(d["classes"]).index("BACKGROUND_Google")
     keep = y != background
