@@ -19,7 +19,13 @@ from alamp_fast.coreset import kcenter_greedy
 from alamp_fast.selection import diversify, select_top
 from alamp_fast.uncertainty import entropy, least_confidence, margin, top2_margin
 
-__version__ = "0.1.0"
+try:  # one source of truth: the version pyproject.toml gives the installed distribution
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _dist_version
+
+    __version__ = _dist_version("alamp_fast")
+except PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name):

@@ -47,10 +47,19 @@ def _load(name: str):
         raise
 
 
+def _package_version() -> str:
+    from alamp_fast import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alamp-fast",
         description="Fast active-learning acquisition (margin, alamp, alamp-div, k-center).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_package_version()}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
