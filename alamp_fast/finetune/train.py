@@ -163,7 +163,11 @@ class _Batches:
         return self.X.shape[0]
 
     def get(self, idx) -> torch.Tensor:
-        x = self.X[idx].to(self.device).permute(0, 3, 1, 2).float() * self.scale
+        # the network gets a C-contiguous NCHW tensor, never the permuted view of the NHWC
+        # images: that view has channels-last strides, and on some x86 CPUs torch's CPU
+        # kernels (2.13.0+cpu) abort with a double free in the backward pass on it. Layout
+        # timings: benchmarks/finetune_layout_cpu.py, docs/finetune.md.
+        x = self.X[idx].to(self.device).permute(0, 3, 1, 2).contiguous().float() * self.scale
         return (x - self.mean) / self.std
 
 
@@ -180,7 +184,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return xp[batch, chan, rows, cols]
+    return xp[batch, chan, rows, cols].contiguous()
 
 
 def _autocast(device: torch.device, amp: bool):
