@@ -58,6 +58,16 @@ def _torch_to_numpy(t):
     return t.numpy()
 
 
+def torch_cuda_to_cupy(t, cupy):
+    """A torch CUDA tensor as a CuPy array (zero-copy through DLPack). bfloat16, which CuPy has
+    no dtype for (``from_dlpack`` segfaults on CuPy 13.0-13.3 and raises later), is widened to
+    float32 on the device first, exactly, as the CPU path does."""
+    t = t.detach()
+    if str(t.dtype) == "torch.bfloat16":
+        t = t.float()
+    return cupy.from_dlpack(t)
+
+
 def _map_arrays(fn, args, kwargs):
     args = tuple(fn(a) for a in args)
     kwargs = {k: fn(v) for k, v in kwargs.items()}
@@ -132,7 +142,7 @@ def dispatch(name: str):
                 # memory work
                 kind = array_library(a)
                 if kind == "torch-cuda":
-                    return cupy.from_dlpack(a.detach())
+                    return torch_cuda_to_cupy(a, cupy)
                 if kind == "torch":
                     return _torch_to_numpy(a)
                 return a

@@ -32,5 +32,5 @@ def test_kernels_compile_with_nvcc_for_sm80_and_sm90(tmp_path):
         assert arch in log, f"{arch} missing from the nvcc command lines"
     objects = list(build.rglob("*.o")) + list(build.rglob("*.obj"))
     names = {p.name.split(".")[0] for p in objects}
-    for cu in (ROOT / "kernels").glob("*.cu"):
+    for cu in (ROOT / "alamp_fast" / "cuda" / "kernels").glob("*.cu"):
         assert cu.stem in names, f"{cu.name} produced no object file"

@@ -94,6 +94,15 @@ def stream_rows(host, chunks, device, compute, *, n_buffers: int = 2) -> None:
 
     ``compute`` is launched on ``device.compute_stream`` and must only enqueue work there
     (kernels writing into outputs it owns). Returns when all of it has finished.
+
+    Ordering, besides the per-chunk waits of the module docstring:
+
+    * before its first copy, the copy stream waits for all work already queued on the compute
+      stream: the memory pool hands out blocks freed by the caller (``del m``) as soon as they
+      are freed on the host, while compute work queued earlier may still read them;
+    * before each reuse of a staging buffer, the copy stream waits for the kernel reading it;
+    * on an error (a failing host read, a failing launch) both streams are synchronised before
+      the buffers are released, so no copy is still writing into freed memory.
     """
     if not chunks:
         return
@@ -104,19 +113,27 @@ def stream_rows(host, chunks, device, compute, *, n_buffers: int = 2) -> None:
     staged = [device.empty(shape, host.dtype) for _ in range(n_buffers)]
     copied = [None] * n_buffers  # copy out of pinned[j] finished
     consumed = [None] * n_buffers  # kernel reading staged[j] finished
-    for k, (start, stop) in enumerate(chunks):
-        j = k % n_buffers
-        m = stop - start
-        if copied[j] is not None:
-            device.host_wait(copied[j])
-        device.host_copy(pinned[j][:m], host[start:stop])
-        if consumed[j] is not None:
-            device.wait(device.copy_stream, consumed[j])
-        device.h2d(staged[j][:m], pinned[j][:m], device.copy_stream)
-        copied[j] = device.record(device.copy_stream)
-        device.wait(device.compute_stream, copied[j])
-        device.launch(device.compute_stream, compute, staged[j][:m], start, stop)
-        consumed[j] = device.record(device.compute_stream)
+    # the staging buffers may be blocks that earlier compute work still reads
+    device.wait(device.copy_stream, device.record(device.compute_stream))
+    try:
+        for k, (start, stop) in enumerate(chunks):
+            j = k % n_buffers
+            m = stop - start
+            if copied[j] is not None:
+                device.host_wait(copied[j])
+            device.host_copy(pinned[j][:m], host[start:stop])
+            if consumed[j] is not None:
+                device.wait(device.copy_stream, consumed[j])
+            device.h2d(staged[j][:m], pinned[j][:m], device.copy_stream)
+            copied[j] = device.record(device.copy_stream)
+            device.wait(device.compute_stream, copied[j])
+            device.launch(device.compute_stream, compute, staged[j][:m], start, stop)
+            consumed[j] = device.record(device.compute_stream)
+    except BaseException:
+        # nothing may still read or write the buffers once they are released
+        device.synchronize(device.copy_stream)
+        device.synchronize(device.compute_stream)
+        raise
     device.synchronize(device.compute_stream)
 
 

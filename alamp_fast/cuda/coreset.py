@@ -4,9 +4,10 @@ The twin of :mod:`alamp_fast.coreset`: squared distances in float64, the running
 distance updated in place, argmax with the lowest row on ties. Each step is one kernel that
 also picks the next center on the device (the last block reduces the per-block partials), so
 the host only enqueues ``b - 1`` launches. The initial distances to the labeled set: nearest
-labeled row by cuBLAS GEMM (``|l|^2 - 2 x.l``, CuPy matmul) in row blocks, then the distance to
-it recomputed exactly. Selections equal the CPU's unless two candidates are within float64
-rounding of each other (the sums are accumulated in a different order).
+labeled row by cuBLAS GEMM (``|l|^2 - 2 x.l``, CuPy matmul) in row blocks on features centred
+at the labeled mean (the CPU's numerics), then the distance to it recomputed exactly.
+Selections equal the CPU's unless two candidates are within float64 rounding of each other
+(the sums are accumulated in a different order).
 """
 
 from __future__ import annotations
@@ -56,8 +57,13 @@ def nearest_labeled_d2(X, labeled, *, block_elems: int | None = None):
     n, d = X.shape
     gemm_dtype = np.float64 if X.dtype == np.float64 else np.float32
     L = cupy.ascontiguousarray(X[labeled])
-    Lg = L.astype(gemm_dtype, copy=False)
-    l2 = (Lg.astype(np.float64) ** 2).sum(axis=1).astype(gemm_dtype)
+    # the CPU's numerics (alamp_fast.coreset._nearest_d2): centre at the labeled mean, rounded
+    # to the features' dtype, before the GEMM, whose rounding error scales with |x| |l|
+    # (features offset by 1000 otherwise get the wrong nearest point in float32)
+    mu = L.astype(np.float64).mean(axis=0).astype(X.dtype)
+    Lc = L - mu
+    l2 = (Lc.astype(np.float64) ** 2).sum(axis=1).astype(X.dtype).astype(gemm_dtype)
+    Lg = Lc.astype(gemm_dtype, copy=False)
     out = cupy.empty(n, dtype=np.float64)
     if block_elems is None:
         free, _ = cupy.cuda.runtime.memGetInfo()
@@ -68,7 +74,7 @@ def nearest_labeled_d2(X, labeled, *, block_elems: int | None = None):
     for start in range(0, n, rows):
         block = X[start : start + rows]
         m = block.shape[0]
-        g = block.astype(gemm_dtype, copy=False) @ Lg.T
+        g = (block - mu).astype(gemm_dtype, copy=False) @ Lg.T
         g *= -2
         g += l2
         nearest = cupy.argmin(g, axis=1)

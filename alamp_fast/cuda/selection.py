@@ -2,7 +2,8 @@
 
 Kernels: ``kernels/select.cu``. The order is :mod:`alamp_fast.selection`'s: score (descending
 when ``largest``), then row index; results equal the CPU's exactly. Scores become unsigned
-order keys (float32 bits for float16/32 scores, float64 bits for float64 and integer scores);
+order keys (float32 bits for float16/32 scores, float64 bits for float64 scores, the int64
+itself for integer scores, exact beyond 2**53 as on the CPU);
 the pair (key, row) is unique, so "the b best" is "the b smallest composites":
 
 * :func:`select_top`: radix select finds the b-th smallest composite (a histogram pass and a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alamp_fast import selection as cpu_selection
 from alamp_fast._validate import check_budget, check_finite
 from alamp_fast.cuda import _checks, _kernels
 from alamp_fast.selection import _pass_depth
@@ -29,14 +31,18 @@ _HIST_BLOCK = 512
 _DIGIT_BITS = 8
 
 
+# C++ spelling of the score types make_keys takes: floats, and int64 for integer scores
+_SCORE_CTYPE = {**_kernels.CTYPE, np.dtype(np.int64): "long long"}
+
+
 def _key_ctype(dtype) -> str:
-    return "unsigned long long" if np.dtype(dtype) == np.float64 else "unsigned int"
+    return "unsigned int" if np.dtype(dtype).itemsize < 8 else "unsigned long long"
 
 
 def name_expressions() -> list[str]:
     out = [
-        f"make_keys<{_kernels.CTYPE[np.dtype(d)]}, {_key_ctype(d)}>"
-        for d in (np.float16, np.float32, np.float64)
+        f"make_keys<{_SCORE_CTYPE[np.dtype(d)]}, {_key_ctype(d)}>"
+        for d in (np.float16, np.float32, np.float64, np.int64)
     ]
     for kt in ("unsigned int", "unsigned long long"):
         out += [f"radix_hist<{kt}>", f"radix_collect<{kt}>"]
@@ -70,18 +76,43 @@ def radix_passes(key_bits: int, n: int, digit_bits: int = _DIGIT_BITS):
     return [tuple(p) for p in passes]
 
 
+def _scores(scores):
+    """Scores as a device array the keys are made from: float16/32/64, or int64 for integer
+    scores (exact beyond 2**53, as the CPU's int64 keys); uint64 beyond the int64 range raises
+    the CPU's error."""
+    import cupy
+
+    if not _checks.is_device_array(scores):
+        raw = np.asarray(scores)
+        if raw.dtype.kind in "iu" and raw.ndim == 1:
+            _check_uint64(raw.dtype, int(raw.max()) if raw.size else 0, raw)
+            return cupy.asarray(raw.astype(np.int64))
+        return _checks.float_array(raw, "scores", 1, allow_int=True)
+    if scores.dtype.kind in "iu" and scores.ndim == 1:
+        top = int(scores.max()) if scores.size else 0
+        _check_uint64(scores.dtype, top, scores)
+        return cupy.ascontiguousarray(scores.astype(np.int64, copy=False))
+    return _checks.float_array(scores, "scores", 1, allow_int=True)
+
+
+def _check_uint64(dtype, top: int, scores) -> None:
+    if np.dtype(dtype) == np.uint64 and top > np.iinfo(np.int64).max:
+        # the CPU's check names the value; it only needs the maximum
+        _checks.cpu_must_raise(cpu_selection._keys, np.array([top], dtype=np.uint64), None, True)
+
+
 def _order_keys(s, largest: bool):
     """Order keys of the scores (smaller = better); raises the CPU's error on NaN/Inf."""
     import cupy
 
     n = s.shape[0]
-    key_dtype = np.uint64 if s.dtype == np.float64 else np.uint32
+    key_dtype = np.uint64 if s.dtype.itemsize == 8 else np.uint32
     keys = cupy.empty(n, dtype=key_dtype)
     if n == 0:
         return keys
     first_bad = _checks.first_bad_flags(1, n)
     kernel = _kernels.function(
-        "select", f"make_keys<{_kernels.CTYPE[s.dtype]}, {_key_ctype(s.dtype)}>"
+        "select", f"make_keys<{_SCORE_CTYPE[s.dtype]}, {_key_ctype(s.dtype)}>"
     )
     kernel(
         (_kernels.grid_size(n, _BLOCK, kernel, _BLOCK),),
@@ -98,7 +129,7 @@ def _radix_select(keys, b: int):
     import cupy
 
     n = keys.shape[0]
-    kt = _key_ctype(np.float64 if keys.dtype == np.uint64 else np.float32)
+    kt = _key_ctype(keys.dtype)
     state = cupy.asarray(np.array([0, 0, b, 0, 0, 0], dtype=np.uint64))
     hist = cupy.zeros(1 << _DIGIT_BITS, dtype=np.uint32)
     hist_kernel = _kernels.function("select", f"radix_hist<{kt}>")
@@ -186,7 +217,7 @@ def select_top(scores, b, *, exclude=None, largest=True):
     """
     import cupy
 
-    s = _checks.float_array(scores, "scores", 1, allow_int=True)
+    s = _scores(scores)
     n = s.shape[0]
     keys = _order_keys(s, largest)
     ex = _checks.index_array(exclude, "exclude", n)
@@ -221,7 +252,7 @@ def diversify(scores, pseudo_class, b, *, exclude=None, largest=True):
     """
     import cupy
 
-    s = _checks.float_array(scores, "scores", 1, allow_int=True)
+    s = _scores(scores)
     n = s.shape[0]
     keys = _order_keys(s, largest)
     ex = _checks.index_array(exclude, "exclude", n)

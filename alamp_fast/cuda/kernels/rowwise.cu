@@ -18,6 +18,16 @@
 //     the GPU with warps.
 // Merging keeps (value, index) order: the larger value wins, equal values go to the lower
 // index, so the result does not depend on how the row was split.
+//
+// Entropy is a float64 sum, whose rounding depends on the order of the additions; its order is
+// fixed by the row alone (not by the layout, the vector width, the lanes per row or the chunk
+// a streamed row came in), so every path gives the same bits:
+//   * the row is cut into segments of AF_SEG = 8 consecutive entries (a vector never straddles
+//     two: VEC divides 8); a segment's sum s = s - p log p runs from 0 in index order;
+//   * slot t (0..31) sums segments t, t + 32, t + 64, ... in that order, from 0;
+//   * the 32 slots are combined by the butterfly v[t] = v[t] + v[t ^ o], o = 16, 8, 4, 2, 1,
+//     and the row's entropy is v[0] (the same tree whether a level runs inside a lane, across
+//     lanes by shuffles, or through shared memory).
 #include "common.cuh"
 
 #define MODE_TOP2 0
@@ -88,6 +98,8 @@ template <typename A> struct RowOp<A, MODE_LEASTCONF> {
 
 // entropy in float64 whatever the input, as the CPU kernel; 0 log 0 = 0; a negative entry or
 // NaN/Inf makes the row bad. The product is rounded before the subtraction (no FMA), as numba.
+// Only the running sum of one segment lives here (see the order above); rows_group and
+// rows_block combine the segments.
 template <typename A> struct RowOp<A, MODE_ENTROPY> {
     double s;
     int bad;
@@ -102,15 +114,51 @@ template <typename A> struct RowOp<A, MODE_ENTROPY> {
         else if (p > 0.0)
             s = __dsub_rn(s, __dmul_rn(p, log(p)));
     }
-    __device__ __forceinline__ void merge(const RowOp& o) {
-        s += o.s;
-        bad |= o.bad;
-    }
-    __device__ __forceinline__ void shfl_merge(int off) {
-        s += __shfl_xor_sync(0xffffffffu, s, off);
-        bad |= __shfl_xor_sync(0xffffffffu, bad, off);
-    }
 };
+
+#define AF_SEG 8  // entries per entropy segment: a multiple of every vector width
+
+// Sum of segment g of a row of C entries (its entries in index order, from 0); bad |= a
+// negative, NaN or Inf entry.
+template <typename T, int VEC>
+__device__ __forceinline__ double segment_entropy(const T* __restrict__ row, int C, int g,
+                                                  int& bad) {
+    RowOp<double, MODE_ENTROPY> st;
+    st.init();
+    const int q0 = g * (AF_SEG / VEC);
+    const int q1 = min(C, (g + 1) * AF_SEG) / VEC;
+    for (int q = q0; q < q1; ++q) {
+        const Vec<T, VEC> x = load_vec<T, VEC>(row, q);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) st.push(x.v[e], 0);
+    }
+    bad |= st.bad;
+    return st.s;
+}
+
+// The group layout's share of a row's entropy: lane `sub` of `group` owns slots sub + group*i
+// (i < 32 / group); it sums each slot's segments in order, then runs the butterfly levels
+// o >= group inside the lane. Returns slot `sub`'s value after those levels; the caller runs
+// the levels o < group by shuffles.
+template <typename T, int VEC>
+__device__ __forceinline__ double group_entropy(const T* __restrict__ row, int C, int sub,
+                                                int group, int& bad) {
+    const int nseg = (C + AF_SEG - 1) / AF_SEG;
+    const int k = 32 / group;
+    double acc[32];
+#pragma unroll 1
+    for (int i = 0; i < k; ++i) {
+        double v = 0.0;
+        for (int g = sub + group * i; g < nseg; g += 32)
+            v = __dadd_rn(v, segment_entropy<T, VEC>(row, C, g, bad));
+        acc[i] = v;
+    }
+#pragma unroll 1
+    for (int m = k >> 1; m > 0; m >>= 1)
+#pragma unroll 1
+        for (int i = 0; i < m; ++i) acc[i] = __dadd_rn(acc[i], acc[i + m]);
+    return acc[0];
+}
 
 template <typename T, int VEC, class Op>
 __device__ __forceinline__ void push_vec(Op& st, const Vec<T, VEC>& x, int j0) {
@@ -137,7 +185,7 @@ __device__ __forceinline__ void accumulate_row(Op& st, const T* __restrict__ row
 
 // Write one row's results. prev/score: the fused alamp score (prev - m) / (prev + m) in P
 // (float32, or float64 when either the margin or prev is float64), 0 where prev + m == 0;
-// a NaN/Inf/negative prev is reported through first_bad[1].
+// a NaN/Inf/negative prev, or an Inf margin, is reported through first_bad[1].
 template <int MODE, bool TOP, bool FUSE, typename A, typename P>
 __device__ __forceinline__ void finish_row(const RowOp<A, MODE>& st, long long row,
                                            A* __restrict__ out, long long* __restrict__ top,
@@ -153,7 +201,10 @@ __device__ __forceinline__ void finish_row(const RowOp<A, MODE>& st, long long r
             const P c = (P)m;
             const P s = p + c;
             score[row] = s != (P)0 ? (p - c) / s : (P)0;
-            if (!(p >= (P)0 && p < pos_inf<P>())) report_row(first_bad + 1, row);
+            // both inputs of the score are checked, as alamp_score checks them: the new margin
+            // overflows to Inf for finite rows like float32 [3e38, -3e38]
+            if (!(p >= (P)0 && c >= (P)0 && p < pos_inf<P>() && c < pos_inf<P>()))
+                report_row(first_bad + 1, row);
         }
     } else if constexpr (MODE == MODE_LEASTCONF) {
         out[row] = (A)1 - st.a;
@@ -181,8 +232,16 @@ __global__ void __launch_bounds__(256)
         const long long row = r0 + lane / group;
         RowOp<A, MODE> st;
         st.init();
-        if (row < n) accumulate_row<T, VEC>(st, probs + row * C, nvec, sub, group);
-        for (int off = group >> 1; off > 0; off >>= 1) st.shfl_merge(off);
+        if constexpr (MODE == MODE_ENTROPY) {
+            if (row < n) st.s = group_entropy<T, VEC>(probs + row * C, C, sub, group, st.bad);
+            for (int off = group >> 1; off > 0; off >>= 1) {
+                st.s = __dadd_rn(st.s, __shfl_xor_sync(0xffffffffu, st.s, off));
+                st.bad |= __shfl_xor_sync(0xffffffffu, st.bad, off);
+            }
+        } else {
+            if (row < n) accumulate_row<T, VEC>(st, probs + row * C, nvec, sub, group);
+            for (int off = group >> 1; off > 0; off >>= 1) st.shfl_merge(off);
+        }
         if (sub == 0 && row < n)
             finish_row<MODE, TOP, FUSE>(st, row, out, top, prev, score, first_bad);
     }
@@ -196,28 +255,59 @@ __global__ void __launch_bounds__(256)
                unsigned long long* __restrict__ first_bad) {
     typedef typename Acc<T>::type A;
     __shared__ RowOp<A, MODE> parts[32];
+    // entropy: one tile of segment sums (blockDim.x <= 256 by the launch bounds)
+    __shared__ double seg_sums[MODE == MODE_ENTROPY ? 256 : 1];
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int nwarps = blockDim.x >> 5;
     const int nvec = C / VEC;
     (void)group;
     for (long long row = blockIdx.x; row < n; row += gridDim.x) {
-        RowOp<A, MODE> st;
-        st.init();
-        accumulate_row<T, VEC>(st, probs + row * C, nvec, threadIdx.x, blockDim.x);
-        for (int off = 16; off > 0; off >>= 1) st.shfl_merge(off);
-        if (lane == 0) parts[warp] = st;
-        __syncthreads();
-        if (warp == 0) {
-            RowOp<A, MODE> w;
-            if (lane < nwarps)
-                w = parts[lane];
-            else
-                w.init();
-            for (int off = 16; off > 0; off >>= 1) w.shfl_merge(off);
-            if (lane == 0) finish_row<MODE, TOP, FUSE>(w, row, out, top, prev, score, first_bad);
+        if constexpr (MODE == MODE_ENTROPY) {
+            // thread t computes segment base + t; warp 0's lane t adds the tile's segments
+            // t, t + 32, ... to slot t in order; then the butterfly over the 32 slots
+            const T* r = probs + row * C;
+            const int nseg = (C + AF_SEG - 1) / AF_SEG;
+            int bad = 0;
+            double slot = 0.0;
+            for (int base = 0; base < nseg; base += blockDim.x) {
+                const int g = base + threadIdx.x;
+                seg_sums[threadIdx.x] = g < nseg ? segment_entropy<T, VEC>(r, C, g, bad) : 0.0;
+                __syncthreads();
+                if (warp == 0)
+                    for (int w = 0; w < nwarps && base + w * 32 + lane < nseg; ++w)
+                        slot = __dadd_rn(slot, seg_sums[w * 32 + lane]);
+                __syncthreads();  // seg_sums is refilled by the next tile
+            }
+            bad = __syncthreads_or(bad);
+            if (warp == 0) {
+                for (int off = 16; off > 0; off >>= 1)
+                    slot = __dadd_rn(slot, __shfl_xor_sync(0xffffffffu, slot, off));
+                if (lane == 0) {
+                    RowOp<A, MODE> w;
+                    w.s = slot;
+                    w.bad = bad;
+                    finish_row<MODE, TOP, FUSE>(w, row, out, top, prev, score, first_bad);
+                }
+            }
+        } else {
+            RowOp<A, MODE> st;
+            st.init();
+            accumulate_row<T, VEC>(st, probs + row * C, nvec, threadIdx.x, blockDim.x);
+            for (int off = 16; off > 0; off >>= 1) st.shfl_merge(off);
+            if (lane == 0) parts[warp] = st;
+            __syncthreads();
+            if (warp == 0) {
+                RowOp<A, MODE> w;
+                if (lane < nwarps)
+                    w = parts[lane];
+                else
+                    w.init();
+                for (int off = 16; off > 0; off >>= 1) w.shfl_merge(off);
+                if (lane == 0) finish_row<MODE, TOP, FUSE>(w, row, out, top, prev, score, first_bad);
+            }
+            __syncthreads();  // parts[] is reused by the next row
         }
-        __syncthreads();  // parts[] is reused by the next row
     }
 }
 

@@ -2,7 +2,8 @@
 //
 // The order of alamp_fast/selection.py is (score descending when largest, row index
 // ascending): a total order. Here each row gets an unsigned key K whose unsigned order is that
-// score order (float32 bits for float16/32 scores, float64 bits for float64 scores), and the
+// score order (float32 bits for float16/32 scores, float64 bits for float64 scores, the
+// int64 itself for integer scores, so values beyond 2**53 keep their order), and the
 // pair (K, row) is the composite key: unique per row, compared lexicographically. The b
 // smallest composites are the selection; radix select finds the b-th smallest one digit at a
 // time (a histogram pass and a one-block pick per digit, no host round trip), then one pass
@@ -27,6 +28,14 @@ __device__ __forceinline__ unsigned long long order_key(double v, int largest) {
     u = (u & 0x8000000000000000ULL) ? ~u : (u | 0x8000000000000000ULL);
     return largest ? ~u : u;
 }
+
+// int64 scores keep all 64 bits (as the CPU's int64 keys): flip the sign bit.
+__device__ __forceinline__ unsigned long long order_key(long long v, int largest) {
+    const unsigned long long u = (unsigned long long)v ^ 0x8000000000000000ULL;
+    return largest ? ~u : u;
+}
+__device__ __forceinline__ long long widen(long long v) { return v; }
+__device__ __forceinline__ bool nonfinite(long long) { return false; }
 
 // keys[i] = order key of scores[i] (largest: bigger score -> smaller key); NaN/Inf reported.
 template <typename S, typename K>
@@ -155,6 +164,9 @@ template __global__ void make_keys<float, unsigned int>(const float*, long long,
 template __global__ void make_keys<double, unsigned long long>(const double*, long long, int,
                                                               unsigned long long*,
                                                               unsigned long long*);
+template __global__ void make_keys<long long, unsigned long long>(const long long*, long long,
+                                                                 int, unsigned long long*,
+                                                                 unsigned long long*);
 template __global__ void radix_hist<unsigned int>(const unsigned int*, long long,
                                                   const unsigned long long*, int, int, int,
                                                   unsigned long long, unsigned int, unsigned int*);
