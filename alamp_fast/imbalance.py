@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["imbalance_ratio", "induce_imbalance"]
+__all__ = ["IMBALANCED_IR", "imbalance_ratio", "induce_imbalance"]
+
+#: A pool whose class counts have at least this ir counts as imbalanced: the simulations turn
+#: on the cost-sensitive classifier (SVM scheme) or thresholding (FT scheme) by default.
+IMBALANCED_IR = 0.1
 
 #: How close to the target ir :func:`induce_imbalance` must land.
 IR_TOLERANCE = 0.01

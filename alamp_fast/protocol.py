@@ -47,15 +47,28 @@ without a scheduler; see ``docs/distributed.md``.
 
 from __future__ import annotations
 
-import time
 import warnings
-import zlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from alamp_fast._dispatch import array_library
-from alamp_fast.imbalance import imbalance_ratio, induce_imbalance
+from alamp_fast.al.loop import (
+    Checkpoint,
+    PoolView,
+    array_digest,
+    check_int,
+    check_picks,
+    prepare_protocol,
+    run_protocol,
+    warm_up,
+)
+from alamp_fast.al.results import (
+    RunRecord,
+    SimulationResult,
+    derive_seed,
+    strategy_seed,
+)
+from alamp_fast.imbalance import IMBALANCED_IR
 from alamp_fast.strategies import Strategy, canonical_name, get_strategy
 
 __all__ = [
@@ -67,14 +80,13 @@ __all__ = [
     "derive_seed",
     "make_classifier",
     "pool_probs",
+    "pool_top2_margin",
     "simulate",
 ]
 
 #: Classifier names accepted by :func:`make_classifier` and ``--classifier``.
 CLASSIFIERS = ("linear-svc", "logreg", "svc", "af-svm", "af-svm-cv")
 
-#: A pool whose class counts have at least this ir gets the cost-sensitive classifier by default.
-IMBALANCED_IR = 0.1
 
 DEFAULT_STRATEGIES = ("random", "margin", "entropy", "coreset", "alamp", "alamp-div")
 
@@ -201,6 +213,36 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         return _softmax(_decision_matrix(self.decision_function(X)) / self.temperature)
 
+    def _proba_chunks(self, X, chunk_rows: int | None = None):
+        """``(start, float64 probabilities of rows start:start+k)``, chunk by chunk.
+
+        The decision values are computed once for all rows (one GEMM, as ``predict_proba``
+        does) and the softmax row chunk by row chunk: every value is bitwise the one of
+        ``predict_proba``, without its ``(n, C)`` float64 matrix.
+        """
+        d = self.decision_function(X)
+        n = d.shape[0]
+        cols = 2 if d.ndim == 1 else d.shape[1]
+        step = chunk_rows or max(1, (32 << 20) // (8 * cols))
+        for a in range(0, n, step):
+            yield a, _softmax(_decision_matrix(d[a : a + step]) / self.temperature)
+
+    def predict_top2_margin(self, X, chunk_size=None):
+        """``af.top2_margin(self.predict_proba(X))`` (bitwise) without the probability matrix.
+
+        Returns ``(margin float64, top_class int64)``; ``top_class`` indexes ``classes_``.
+        """
+        import alamp_fast as af
+
+        n = X.shape[0]
+        margin = np.empty(n, dtype=np.float64)
+        top = np.empty(n, dtype=np.int64)
+        for a, p in self._proba_chunks(X, chunk_size):
+            m, t = af.top2_margin(p)
+            margin[a : a + p.shape[0]] = m
+            top[a : a + p.shape[0]] = t
+        return margin, top
+
     def predict(self, X):
         # The argmax of predict_proba, so the top class a strategy sees is the prediction.
         return self.classes_[_decision_matrix(self.decision_function(X)).argmax(axis=1)]
@@ -276,37 +318,71 @@ def make_classifier(
     raise ValueError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)}")
 
 
-def pool_probs(clf, X, n_classes: int):
+def pool_probs(clf, X, n_classes: int, dtype=np.float64):
     """Probabilities over all ``n_classes`` columns (zeros for classes not yet labeled).
 
     Columns are the global class codes, so a top class means the same class from one
     iteration to the next even when the labeled set gains a class (alamp-div relies on it).
+    ``dtype``: of the result (float64 by default; :func:`simulate` asks for float32). For
+    :class:`SoftmaxLinearSVC` a float32 result is filled chunk by chunk, without a float64
+    ``(n, C)`` matrix on the way.
 
-    ``X`` may be a row-chunked ``dask.array``: the result is then a lazy float64 dask array
-    with the same row chunks, each computed where its chunk of ``X`` lives, and ``clf``
-    travels to the workers once (one key of the graph), not once per chunk.
+    ``X`` may be a row-chunked ``dask.array``: the result is then a lazy dask array with the
+    same row chunks, each computed where its chunk of ``X`` lives, and ``clf`` travels to
+    the workers once (one key of the graph), not once per chunk.
     """
+    dtype = np.dtype(dtype)
     if array_library(X) == "dask":
-        return _dask_pool_probs(clf, X, n_classes)
+        return _dask_pool_probs(clf, X, n_classes, dtype)
+    cols = np.asarray(clf.classes_, dtype=np.int64)
+    full = cols.size == n_classes and np.array_equal(cols, np.arange(n_classes))
+    if isinstance(clf, SoftmaxLinearSVC) and dtype != np.float64:
+        out = np.zeros((X.shape[0], n_classes), dtype=dtype)
+        for a, p in clf._proba_chunks(X):
+            if full:
+                out[a : a + p.shape[0]] = p
+            else:
+                out[a : a + p.shape[0], cols] = p
+        return out
     if hasattr(clf, "predict_proba"):
         p = clf.predict_proba(X)
     else:
         p = _softmax(_decision_matrix(clf.decision_function(X)))
-    cols = np.asarray(clf.classes_, dtype=np.int64)
-    if cols.size == n_classes and np.array_equal(cols, np.arange(n_classes)):
-        return np.asarray(p, dtype=np.float64)
-    out = np.zeros((X.shape[0], n_classes), dtype=np.float64)
+    if full:
+        return np.asarray(p, dtype=dtype)
+    out = np.zeros((X.shape[0], n_classes), dtype=dtype)
     out[:, cols] = p
     return out
 
 
-def _chunk_probs(X: np.ndarray, clf, n_classes: int) -> np.ndarray:
+def pool_top2_margin(clf, X, n_classes: int):
+    """Top-2 margin and top class (a global class code) of every row: the fused path.
+
+    Uses the classifier's ``predict_top2_margin`` where it has one (:class:`SoftmaxLinearSVC`,
+    :class:`alamp_fast.svm.SVC`), else ``top2_margin`` of :func:`pool_probs`. The margins are
+    those of ``af.top2_margin(pool_probs(clf, X, n_classes))``: classes without a label have
+    probability 0 and never reach the top two of a row whose fitted columns hold two or more.
+    """
+    import alamp_fast as af
+
+    cols = np.asarray(clf.classes_, dtype=np.int64)
+    if hasattr(clf, "predict_top2_margin") and cols.size >= 2:
+        margin, top = clf.predict_top2_margin(X)
+        top = np.asarray(top, dtype=np.int64)
+        if not (cols.size == n_classes and np.array_equal(cols, np.arange(n_classes))):
+            top = cols[top]
+        return np.asarray(margin), top
+    margin, top = af.top2_margin(pool_probs(clf, X, n_classes))
+    return margin, np.asarray(top, dtype=np.int64)
+
+
+def _chunk_probs(X: np.ndarray, clf, n_classes: int, dtype=np.float64) -> np.ndarray:
     if X.shape[0] == 0:  # scikit-learn refuses empty inputs
-        return np.empty((0, n_classes), dtype=np.float64)
-    return pool_probs(clf, X, n_classes)
+        return np.empty((0, n_classes), dtype=dtype)
+    return pool_probs(clf, X, n_classes, dtype)
 
 
-def _dask_pool_probs(clf, X, n_classes: int):
+def _dask_pool_probs(clf, X, n_classes: int, dtype=np.float64):
     import dask
 
     if X.ndim != 2:
@@ -317,9 +393,10 @@ def _dask_pool_probs(clf, X, n_classes: int):
         _chunk_probs,
         dask.delayed(clf),
         n_classes,
+        dtype,
         chunks=(X.chunks[0], (n_classes,)),
-        dtype=np.float64,
-        meta=np.empty((0, n_classes), dtype=np.float64),
+        dtype=dtype,
+        meta=np.empty((0, n_classes), dtype=dtype),
     )
 
 
@@ -376,137 +453,13 @@ def _scatter_rows(client, X: np.ndarray, chunk_rows: int | None, n_classes: int)
     )
 
 
-@dataclass
-class RunRecord:
-    """One strategy's trajectory in one run; every array has one entry per iteration."""
-
-    strategy: str
-    run: int
-    seed: int
-    labeled: np.ndarray
-    accuracy: np.ndarray
-    balanced_accuracy: np.ndarray
-    ir: np.ndarray
-    class_counts: np.ndarray
-    fit_s: np.ndarray
-    predict_s: np.ndarray
-    query_s: np.ndarray
-    #: Pool rows in the order they were labeled: the initial batch, then each query's picks
-    #: (indices into the pool, i.e. into ``X_train[result.pool_rows]``).
-    order: np.ndarray
-
-
-@dataclass
-class SimulationResult:
-    """What :func:`simulate` returns: the configuration and every run's :class:`RunRecord`.
-
-    ``records[name][run]`` is one trajectory; ``pool_rows`` are the rows of ``X_train`` that
-    formed the pool (all of them unless ``imbalance`` subsampled it).
-    """
-
-    config: dict
-    dataset: dict
-    strategies: list[str]
-    records: dict[str, list[RunRecord]]
-    total_s: float = 0.0
-    pool_rows: np.ndarray | None = field(default=None, repr=False)
-
-    def summary(self, targets=None) -> dict[str, dict]:
-        """Per-strategy summary metrics (JSON-ready).
-
-        ``mean_accuracy`` is the mean over all iterations (initial batch included) of the
-        run-averaged accuracy curve; ``gain_over_random`` its difference with random's (None
-        without a random run); ``samples_to_target[t]`` the first labeled count at which the
-        run-averaged accuracy reaches ``t`` (None if it never does).
-        """
-        targets = self.config.get("targets", ()) if targets is None else targets
-        out: dict[str, dict] = {}
-        for name in self.strategies:
-            recs = self.records[name]
-            acc = np.stack([r.accuracy for r in recs])
-            bacc = np.stack([r.balanced_accuracy for r in recs])
-            ir = np.stack([r.ir for r in recs])
-            labeled = recs[0].labeled
-            acc_mean = acc.mean(axis=0)
-            s = {
-                "labeled": labeled.tolist(),
-                "accuracy_mean": acc_mean.tolist(),
-                "accuracy_std": acc.std(axis=0).tolist(),
-                "balanced_accuracy_mean": bacc.mean(axis=0).tolist(),
-                "balanced_accuracy_std": bacc.std(axis=0).tolist(),
-                "mean_accuracy": float(acc_mean.mean()),
-                "mean_accuracy_std": float(acc.mean(axis=1).std()),
-                "mean_balanced_accuracy": float(bacc.mean()),
-                "final_accuracy": float(acc_mean[-1]),
-                "ir_mean": ir.mean(axis=0).tolist(),
-                "ir_std": ir.std(axis=0).tolist(),
-                "class_counts_mean": np.stack([r.class_counts for r in recs]).mean(axis=0).tolist(),
-                "fit_s_mean": np.stack([r.fit_s for r in recs]).mean(axis=0).tolist(),
-                "predict_s_mean": np.stack([r.predict_s for r in recs]).mean(axis=0).tolist(),
-                "query_s_mean": np.stack([r.query_s for r in recs]).mean(axis=0).tolist(),
-                "samples_to_target": {
-                    _target_key(t): _first_reach(labeled, acc_mean, t) for t in targets
-                },
-            }
-            out[name] = s
-        base = out.get("random")
-        for s in out.values():
-            s["gain_over_random"] = (
-                None if base is None else s["mean_accuracy"] - base["mean_accuracy"]
-            )
-        return out
-
-    def to_dict(self, *, include_runs: bool = True, include_order: bool = False) -> dict:
-        """The whole result as JSON-ready Python objects (``results.json`` without versions)."""
-        summary = self.summary()
-        if include_runs:
-            for name, s in summary.items():
-                s["runs"] = [
-                    {
-                        "run": r.run,
-                        "seed": r.seed,
-                        "accuracy": r.accuracy.tolist(),
-                        "balanced_accuracy": r.balanced_accuracy.tolist(),
-                        "ir": r.ir.tolist(),
-                        "fit_s": r.fit_s.tolist(),
-                        "predict_s": r.predict_s.tolist(),
-                        "query_s": r.query_s.tolist(),
-                        **({"order": r.order.tolist()} if include_order else {}),
-                    }
-                    for r in self.records[name]
-                ]
-        return {
-            "config": self.config,
-            "dataset": self.dataset,
-            "strategies": summary,
-            "timing": {"total_s": self.total_s},
-        }
-
-
 def _unit_rows(X: np.ndarray) -> bool:
     norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
     return bool(np.all(np.abs(norms - 1.0) < 1e-4))
 
 
-def _target_key(t: float) -> str:
-    return f"{float(t):g}"
-
-
-def _first_reach(labeled: np.ndarray, curve: np.ndarray, target: float):
-    hit = np.flatnonzero(curve >= target)
-    return int(labeled[hit[0]]) if hit.size else None
-
-
-def derive_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint32)[0])
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+_check_int = check_int  # the name the workflow imports
+_check_picks = check_picks
 
 
 def simulate(
@@ -530,6 +483,9 @@ def simulate(
     scheduler: str | None = None,
     chunk_rows: int | None = None,
     scheme: str = "svm",
+    probs_dtype="float32",
+    checkpoint=None,
+    resume: bool = False,
     **ft_kwargs,
 ) -> SimulationResult:
     """Run the active-learning protocol for several strategies and runs.
@@ -561,8 +517,9 @@ def simulate(
         ``class_weight="balanced"``; None: on for imbalanced pools (ir >= 0.1).
     strategy_kwargs : dict, optional
         ``{name: {kwarg: value}}`` passed to :func:`~alamp_fast.strategies.get_strategy`.
-    progress : bool
-        Show a tqdm progress bar over runs x strategies x iterations.
+    progress : bool or "auto"
+        Show a progress bar with an ETA over runs x strategies x iterations (tqdm); "auto":
+        only when standard error is a terminal.
     scheduler : str, optional
         Address of a Dask scheduler (``tcp://host:8786``): the pool probabilities and the
         acquisition run on its workers (module docstring); the picks, and so every result
@@ -580,6 +537,20 @@ def simulate(
         strategies become :data:`~alamp_fast.finetune.scheme.FT_STRATEGIES` (with ``badge``),
         ``classifier``, ``cost_sensitive``, ``scheduler`` and ``chunk_rows`` do not apply
         (thresholding replaces cost-sensitivity: ``threshold=``).
+    probs_dtype : "float32" (default) or "float64"
+        Dtype of the pool probability matrix given to the strategies that read it (entropy,
+        least confidence, alamp with another certainty). The margin family (margin,
+        margin-div, random-div, alamp, alamp-div) never gets that matrix: it gets the top-2
+        margins and top classes from the classifier's fused ``predict_top2_margin`` (or one
+        pass over its probabilities), in the precision the classifier computes them.
+    checkpoint : path, optional
+        A directory where every finished (strategy, run) is written atomically as it
+        completes (:class:`~alamp_fast.al.loop.Checkpoint`); an interrupted call leaves its
+        finished runs there. Refused if it already holds runs, unless ``resume``.
+    resume : bool
+        Continue from the runs in ``checkpoint`` (written by the same call: same
+        configuration and data, else refused): they are loaded, not rerun, and the final
+        result is that of an uninterrupted call (timings aside).
     **ft_kwargs
         With ``scheme="ft"``: ``weights``, ``config``, ``small_input``, ``width``,
         ``threshold`` of :func:`~alamp_fast.finetune.scheme.simulate_ft`.
@@ -628,6 +599,8 @@ def simulate(
             imbalance=imbalance,
             strategy_kwargs=strategy_kwargs,
             progress=progress,
+            checkpoint=checkpoint,
+            resume=resume,
             **ft_kwargs,
         )
     if ft_kwargs:
@@ -653,150 +626,94 @@ def simulate(
             f"label shapes {y_train.shape}, {y_test.shape} do not match "
             f"{X_train.shape[0]} and {X_test.shape[0]} rows"
         )
-    init = _check_int("init", init, 2)
-    step = _check_int("step", step, 1)
-    iterations = _check_int("iterations", iterations, 0)
-    runs = _check_int("runs", runs, 1)
-    seed = _check_int("seed", seed, 0)
-    targets = tuple(float(t) for t in targets)
-    for t in targets:
-        if not 0.0 <= t <= 1.0:
-            raise ValueError(f"target accuracy {t} is not in [0, 1]")
-    strategy_kwargs = dict(strategy_kwargs or {})
+    probs_dtype = np.dtype(probs_dtype)
+    if probs_dtype not in (np.float32, np.float64):
+        raise ValueError(f"probs_dtype must be float32 or float64, got {probs_dtype}")
     if chunk_rows is not None:
         if scheduler is None:
             raise ValueError(f"chunk_rows={chunk_rows!r} only applies with a scheduler")
-        chunk_rows = _check_int("chunk_rows", chunk_rows, 1)
-
-    names: list[str] = []
-    objects: dict[str, Strategy] = {}
-    for s in strategies:
-        if isinstance(s, Strategy):
-            key = s.name
-            objects[key] = s
-        else:
-            key = canonical_name(s)
-        if key in names:
-            raise ValueError(f"strategy {key!r} is listed twice")
-        names.append(key)
-    if not names:
-        raise ValueError("no strategies given")
-    for key in strategy_kwargs:
-        if canonical_name(key) not in names:
-            raise ValueError(f"strategy_kwargs for {key!r}, which is not among {names}")
-    strategy_kwargs = {canonical_name(k): v for k, v in strategy_kwargs.items()}
-
-    classes, y_pool = np.unique(y_train, return_inverse=True)
-    lookup = {c: i for i, c in enumerate(classes.tolist())}
-    y_eval = np.fromiter((lookup.get(c, -1) for c in y_test.tolist()), np.int64, y_test.size)
-    if (y_eval < 0).any():
-        raise ValueError(
-            f"test labels {np.unique(y_test[y_eval < 0])[:5].tolist()} are not classes of the pool"
-        )
-    n_classes = classes.size
-    if n_classes < 2:
-        raise ValueError(f"the pool has {n_classes} class; need at least 2")
-
-    pool_rows = np.arange(X_train.shape[0])
-    if imbalance is not None:
-        pool_rows = induce_imbalance(y_pool, imbalance, seed)
-    X_pool = np.ascontiguousarray(X_train[pool_rows])
-    y_pool = y_pool[pool_rows]
-    pool_counts = np.bincount(y_pool, minlength=n_classes)
-    pool_ir = imbalance_ratio(pool_counts)
+        chunk_rows = check_int("chunk_rows", chunk_rows, 1)
+    setup = prepare_protocol(
+        y_train,
+        y_test,
+        strategies=strategies,
+        canonical=canonical_name,
+        strategy_type=Strategy,
+        init=init,
+        step=step,
+        iterations=iterations,
+        runs=runs,
+        seed=seed,
+        targets=targets,
+        imbalance=imbalance,
+        strategy_kwargs=strategy_kwargs,
+    )
+    names, n_classes = setup.names, setup.n_classes
+    X_pool = np.ascontiguousarray(X_train[setup.pool_rows])
     if cost_sensitive is None:
-        cost_sensitive = imbalance is not None or pool_ir >= IMBALANCED_IR
-    n_pool = X_pool.shape[0]
+        cost_sensitive = imbalance is not None or setup.pool_ir >= IMBALANCED_IR
     prenormalized = _unit_rows(X_pool) and _unit_rows(X_test)
-    budget = init + iterations * step
-    if budget > n_pool:
-        raise ValueError(
-            f"init + iterations * step = {init} + {iterations} * {step} = {budget} exceeds the "
-            f"{n_pool} pool samples"
-        )
 
     config = {
         "strategies": names,
         "classifier": classifier if isinstance(classifier, str) else repr(classifier),
         "cost_sensitive": bool(cost_sensitive),
-        "init": init,
-        "step": step,
-        "iterations": iterations,
-        "runs": runs,
-        "seed": seed,
-        "targets": list(targets),
+        "init": setup.init,
+        "step": setup.step,
+        "iterations": setup.iterations,
+        "runs": setup.runs,
+        "seed": setup.seed,
+        "targets": list(setup.targets),
         "imbalance": imbalance,
+        "probs_dtype": probs_dtype.name,
         "strategy_kwargs": {
             k: {kk: repr(vv) if callable(vv) else vv for kk, vv in v.items()}
-            for k, v in strategy_kwargs.items()
+            for k, v in setup.strategy_kwargs.items()
         },
     }
     dataset_info = {
         **dataset_info,
-        "n_pool": int(n_pool),
+        "n_pool": int(X_pool.shape[0]),
         "n_test": int(X_test.shape[0]),
         "n_classes": int(n_classes),
-        "pool_ir": pool_ir,
-        "pool_class_counts": pool_counts.tolist(),
+        "pool_ir": setup.pool_ir,
+        "pool_class_counts": setup.pool_counts.tolist(),
     }
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = Checkpoint(
+            checkpoint,
+            {
+                "config": config,
+                "dataset": dataset_info,
+                "data": array_digest(X_pool, setup.y_pool, X_test, setup.y_eval),
+            },
+            resume=resume,
+        )
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=runs * len(names) * (iterations + 1), unit="it", desc="simulate")
-
-    _warm_up(names, objects, strategy_kwargs, X_pool, n_classes)
-    records: dict[str, list[RunRecord]] = {k: [] for k in names}
+    warm_up(names, setup.objects, setup.strategy_kwargs, get_strategy, n_classes, X_pool)
+    for dtype in {probs_dtype, np.dtype(np.float64)} - {np.dtype(np.float64)}:
+        # the full-probability strategies see float32 matrices: compile those variants too
+        _warm_probs(names, setup, n_classes, dtype)
     client = None if scheduler is None else _connect(scheduler)
-    t_start = time.perf_counter()
     try:
         # what the pool probabilities and the strategies see: the pool, or its chunks on the
         # cluster (sent once for every run and strategy)
         X_work = X_pool if client is None else _scatter_rows(client, X_pool, chunk_rows, n_classes)
-        for run in range(runs):
-            run_seed = derive_seed(seed, run)
-            rng = np.random.default_rng(run_seed)
-            initial = rng.choice(n_pool, size=init, replace=False).astype(np.int64)
-            if np.unique(y_pool[initial]).size < 2:
-                raise ValueError(
-                    f"run {run}: the initial batch of {init} samples holds a single class; "
-                    "use a larger init"
-                )
-            for key in names:
-                if key in objects:
-                    strategy = objects[key]
-                    strategy.reset()
-                else:
-                    strategy = get_strategy(
-                        key,
-                        seed=derive_seed(seed, run, zlib.crc32(key.encode())),
-                        **strategy_kwargs.get(key, {}),
-                    )
-                records[key].append(
-                    _one_run(
-                        strategy,
-                        key,
-                        run,
-                        run_seed,
-                        initial,
-                        X_pool,
-                        X_work,
-                        y_pool,
-                        X_test,
-                        y_eval,
-                        n_classes,
-                        classifier,
-                        cost_sensitive,
-                        prenormalized,
-                        step,
-                        iterations,
-                        bar,
-                    )
-                )
+        scheme = _SVMScheme(
+            X_pool, X_work, X_test, classifier, bool(cost_sensitive), prenormalized, n_classes,
+            probs_dtype,
+        )
+
+        def make_strategy(key, run):
+            return get_strategy(
+                key, seed=strategy_seed(setup.seed, run, key), **setup.strategy_kwargs.get(key, {})
+            )
+
+        records, total_s = run_protocol(
+            setup, scheme, make_strategy, progress=progress, checkpoint=ckpt
+        )
     finally:
-        if bar is not None:
-            bar.close()
         if client is not None:
             client.close()
     return SimulationResult(
@@ -804,117 +721,53 @@ def simulate(
         dataset=dataset_info,
         strategies=names,
         records=records,
-        total_s=time.perf_counter() - t_start,
-        pool_rows=pool_rows,
+        total_s=total_s,
+        pool_rows=setup.pool_rows,
     )
 
 
-def _warm_up(names, objects, strategy_kwargs, X_pool, n_classes) -> None:
-    """Query every named strategy once on a small slice, with the dtypes of the real calls.
-
-    The kernels are compiled on first use (numba); without this the first query of a run
-    would carry seconds of compilation into its recorded query time.
-    """
-    n = min(X_pool.shape[0], 64)
-    if n < 4:
-        return
+def _warm_probs(names, setup, n_classes, dtype) -> None:
     rng = np.random.default_rng(0)
-    probs = rng.random((n, n_classes))
-    labeled = np.arange(2, dtype=np.int64)
+    probs = rng.random((64, n_classes)).astype(dtype)
     for key in names:
-        if key in objects:
-            continue  # user objects: their state must not be touched
-        strategy = get_strategy(key, seed=0, **strategy_kwargs.get(key, {}))
-        for _ in range(2):  # the second query exercises alamp's stateful path
-            strategy.query(probs, 2, labeled=labeled, features=X_pool[:n])
+        if key in setup.objects or key not in ("entropy", "least_confidence"):
+            continue
+        get_strategy(key, seed=0).query(probs, 2, labeled=np.arange(2))
 
 
-def _one_run(
-    strategy,
-    key,
-    run,
-    run_seed,
-    initial,
-    X_pool,
-    X_work,
-    y_pool,
-    X_test,
-    y_eval,
-    n_classes,
-    classifier,
-    cost_sensitive,
-    prenormalized,
-    step,
-    iterations,
-    bar,
-) -> RunRecord:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+class _SVMScheme:
+    """The SVM scheme for :func:`~alamp_fast.al.loop.run_protocol`: a classifier on fixed
+    features, the fused margin path for the strategies that accept it."""
 
-    n_pool = X_pool.shape[0]
-    is_labeled = np.zeros(n_pool, dtype=bool)
-    is_labeled[initial] = True
-    order = [initial]
-    n_points = iterations + 1
-    rec = {
-        k: np.zeros(n_points)
-        for k in ("accuracy", "balanced_accuracy", "ir", "fit_s", "predict_s", "query_s")
-    }
-    labeled_counts = np.zeros(n_points, dtype=np.int64)
-    class_counts = np.zeros((n_points, n_classes), dtype=np.int64)
-    for it in range(n_points):
-        labeled = np.concatenate(order)
-        t0 = time.perf_counter()
-        clf = make_classifier(
-            classifier,
-            cost_sensitive=cost_sensitive,
-            random_state=run_seed,
-            prenormalized=prenormalized,
+    def __init__(
+        self, X_pool, X_work, X_test, classifier, cost_sensitive, prenormalized, n_classes,
+        probs_dtype,
+    ):
+        self.X_pool, self.X_work, self.X_test = X_pool, X_work, X_test
+        self.classifier, self.cost_sensitive = classifier, cost_sensitive
+        self.prenormalized, self.n_classes, self.probs_dtype = (
+            prenormalized,
+            n_classes,
+            probs_dtype,
         )
-        clf.fit(X_pool[labeled], y_pool[labeled])
-        t1 = time.perf_counter()
-        y_pred = np.asarray(clf.predict(X_test))
-        rec["accuracy"][it] = accuracy_score(y_eval, y_pred)
-        with warnings.catch_warnings():
-            # Early models may predict a class absent from the test split; the score is fine.
-            warnings.simplefilter("ignore", UserWarning)
-            rec["balanced_accuracy"][it] = balanced_accuracy_score(y_eval, y_pred)
-        counts = np.bincount(y_pool[labeled], minlength=n_classes)
-        class_counts[it] = counts
-        labeled_counts[it] = labeled.size
-        rec["ir"][it] = imbalance_ratio(counts)
-        rec["fit_s"][it] = t1 - t0
-        if it < iterations:
-            probs = pool_probs(clf, X_work, n_classes) if strategy.needs_probs else None
-            t3 = time.perf_counter()
-            picks = strategy.query(probs, step, labeled=labeled, features=X_work)
-            t4 = time.perf_counter()
-            picks = np.asarray(picks, dtype=np.int64)
-            _check_picks(key, picks, step, n_pool, is_labeled)
-            is_labeled[picks] = True
-            order.append(picks)
-            rec["predict_s"][it] = t3 - t1
-            rec["query_s"][it] = t4 - t3
-        else:
-            rec["predict_s"][it] = time.perf_counter() - t1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"run {run} {key} n={labeled.size}", refresh=False)
-    return RunRecord(
-        strategy=key,
-        run=run,
-        seed=run_seed,
-        labeled=labeled_counts,
-        class_counts=class_counts,
-        order=np.concatenate(order),
-        **rec,
-    )
+        self.local = X_work is X_pool
 
+    def new_classifier(self, run_seed, iteration):
+        return make_classifier(
+            self.classifier,
+            cost_sensitive=self.cost_sensitive,
+            random_state=run_seed,
+            prenormalized=self.prenormalized,
+        )
 
-def _check_picks(key, picks, step, n_pool, is_labeled) -> None:
-    # Strategy objects may come from users; a wrong batch would silently corrupt the budgets.
-    if picks.shape != (step,):
-        raise ValueError(f"strategy {key!r} returned {picks.shape} picks, expected ({step},)")
-    if picks.size and (picks.min() < 0 or picks.max() >= n_pool):
-        raise ValueError(f"strategy {key!r} returned rows outside 0..{n_pool - 1}")
-    if np.unique(picks).size != picks.size or is_labeled[picks].any():
-        raise ValueError(f"strategy {key!r} returned a duplicate or already-labeled row")
+    def pool_view(self, clf, strategy) -> PoolView:
+        if not strategy.needs_probs:
+            return PoolView(features=self.X_work)
+        if self.local and strategy.accepts_margin:
+            margin, top = pool_top2_margin(clf, self.X_pool, self.n_classes)
+            return PoolView(margin=margin, top_class=top, features=self.X_work)
+        # on a cluster the margins are computed chunk by chunk where the rows live; the
+        # margin family reads float64 probabilities there, as the fused path computes them
+        dtype = np.float64 if strategy.accepts_margin else self.probs_dtype
+        probs = pool_probs(clf, self.X_work, self.n_classes, dtype)
+        return PoolView(probs=probs, features=self.X_work)

@@ -36,6 +36,26 @@ handled by the *margin fallback*:
 In the state, a missing previous certainty is ``NaN`` and a missing previous top class is
 ``-1``.
 
+Query results and the fused margin path
+---------------------------------------
+:meth:`Strategy.query` returns the picks (an int64 array, as always);
+:meth:`Strategy.query_result` returns a :class:`QueryResult`: the picks plus what the strategy
+computed on the way (the ranking scores, the top-2 margins and the top classes of every pool
+row), so a caller that also needs them (a status record, a CSV score column) does not score
+the pool again. Strategies whose ranking only reads the top-2 margin and the top class
+(``margin``, ``margin-div``, ``random-div``, ``alamp`` and ``alamp-div`` with the margin
+certainty; :attr:`Strategy.accepts_margin`) also take them precomputed, as ``margin=`` and
+``top_class=`` instead of ``probs``: a loop can then get them from a classifier's fused
+``predict_top2_margin`` without ever building the ``(n_pool, n_classes)`` matrix.
+
+Array libraries
+---------------
+``probs``, ``margin`` and ``features`` are used in the caller's array library: numpy, torch
+(CPU or CUDA), CuPy, or dask; the kernels (:mod:`alamp_fast`) dispatch on them and return
+arrays of the same library. Only lists and other array-likes are converted with
+``np.asarray``. alamp keeps its per-row state in numpy (it is stored and serialised), copied
+from the device once per query.
+
 Pools on a Dask cluster
 -----------------------
 ``probs`` (and ``features``, for coreset) may be row-chunked ``dask.array`` arrays, as
@@ -52,6 +72,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +83,7 @@ from alamp_fast._dispatch import array_library
 __all__ = [
     "ALIASES",
     "NEW_ROW_PREV_CERTAINTY",
+    "QueryResult",
     "alamp_ranking",
     "STRATEGIES",
     "Alamp",
@@ -104,7 +127,7 @@ NEW_ROW_PREV_CERTAINTY = 1.0
 def _as_labeled(labeled) -> np.ndarray | None:
     if labeled is None:
         return None
-    labeled = np.asarray(labeled)
+    labeled = _to_numpy(labeled)
     if labeled.size == 0:
         return None
     if labeled.ndim != 1:
@@ -118,14 +141,78 @@ def _is_dask(x) -> bool:
     return array_library(x) == "dask"
 
 
+def _keep_library(x):
+    """``x`` itself if it is an array of a library the kernels take (numpy, torch, CuPy,
+    dask), else ``np.asarray(x)`` (lists, memmaps stay numpy)."""
+    return x if array_library(x) not in (None, "numpy") or isinstance(x, np.ndarray) else (
+        np.asarray(x)
+    )
+
+
+def _to_numpy(x) -> np.ndarray:
+    """A host numpy copy-free view (numpy, torch CPU) or copy (CuPy, torch CUDA) of ``x``."""
+    kind = array_library(x)
+    if kind == "cupy":
+        return x.get()
+    if kind in ("torch", "torch-cuda"):
+        from alamp_fast._dispatch import _torch_to_numpy
+
+        return _torch_to_numpy(x.detach().cpu())
+    return np.asarray(x)
+
+
 def _as_probs(probs, name: str):
     if probs is None:
         raise ValueError(f"strategy {name!r} needs the pool's class probabilities (probs=None)")
-    if not _is_dask(probs):  # a dask pool stays on its workers: the kernels take it by chunks
-        probs = np.asarray(probs)
+    probs = _keep_library(probs)  # a dask pool stays on its workers, a GPU one on its device
     if probs.ndim != 2:
         raise ValueError(f"probs must be 2-D (n_pool, n_classes), got shape {probs.shape}")
     return probs
+
+
+def _margin_inputs(probs, margin, top_class, name: str):
+    """``(margin, top_class)`` given precomputed, else one ``top2_margin`` pass over ``probs``."""
+    if margin is None and top_class is None:
+        return af.top2_margin(_as_probs(probs, name))
+    if margin is None or top_class is None:
+        raise ValueError(f"strategy {name!r}: pass margin= and top_class= together")
+    margin, top_class = _keep_library(margin), _keep_library(top_class)
+    if margin.ndim != 1 or tuple(top_class.shape) != tuple(margin.shape):
+        raise ValueError(
+            f"margin {tuple(margin.shape)} and top_class {tuple(top_class.shape)} must be 1-D "
+            "arrays of the same length (one value per pool row)"
+        )
+    return margin, top_class
+
+
+@dataclass
+class QueryResult:
+    """What a query picked and what it computed on the way (see the module docstring).
+
+    Attributes
+    ----------
+    picks : int64 array (budget,)
+        Pool rows to label, best first (numpy, or the array library of the inputs).
+    scores : array (n_pool,) or None
+        The ranking score of every pool row (alamp score, margin, entropy, ...); None where
+        the strategy ranks without one (coreset).
+    largest : bool
+        Whether higher ``scores`` rank first.
+    margin, top_class : arrays (n_pool,) or None
+        Top-2 margin and top class of every pool row, where the strategy computed them.
+    """
+
+    picks: Any
+    scores: Any = None
+    largest: bool = True
+    margin: Any = None
+    top_class: Any = None
+
+    def __array__(self, dtype=None, copy=None):  # np.asarray(result) is the picks
+        return _to_numpy(self.picks).astype(dtype or np.int64, copy=False)
+
+    def __len__(self) -> int:
+        return len(self.picks)
 
 
 class Strategy:
@@ -138,11 +225,16 @@ class Strategy:
     name = "strategy"
     needs_probs = True
     needs_features = False
+    #: The ranking reads only the top-2 margin and the top class: ``margin=``/``top_class=``
+    #: may replace ``probs`` (the fused path; see the module docstring).
+    accepts_margin = False
 
     def __init__(self) -> None:
         self.iteration = 0
 
-    def query(self, probs, budget: int, *, labeled=None, features=None) -> np.ndarray:
+    def query(
+        self, probs, budget: int, *, labeled=None, features=None, margin=None, top_class=None
+    ) -> np.ndarray:
         """Pick ``budget`` pool rows to label, best first, and advance the state.
 
         Parameters
@@ -159,18 +251,38 @@ class Strategy:
         features : array of shape (n_pool, n_features), optional
             Needed by strategies with ``needs_features = True`` (coreset); ``random`` reads
             the pool size from it when ``probs`` is None. numpy or row-chunked dask.
+        margin, top_class : arrays of shape (n_pool,), optional
+            Top-2 margin and top class of every pool row, in place of ``probs``, for
+            strategies with ``accepts_margin`` (e.g. from a classifier's
+            ``predict_top2_margin``).
 
         Returns
         -------
         ndarray of int64, shape (budget,)
-            Pool row indices, best first.
+            Pool row indices, best first (a torch/CuPy array for torch/CuPy inputs).
         """
-        picks = self._select(probs, budget, _as_labeled(labeled), features)
-        self.iteration += 1
-        return picks
+        return self.query_result(
+            probs, budget, labeled=labeled, features=features, margin=margin, top_class=top_class
+        ).picks
 
-    def _select(self, probs, budget, labeled, features) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    def query_result(
+        self, probs, budget: int, *, labeled=None, features=None, margin=None, top_class=None
+    ) -> QueryResult:
+        """:meth:`query`, returning a :class:`QueryResult` (picks, scores, margins, classes)."""
+        if (margin is not None or top_class is not None) and not self.accepts_margin:
+            raise ValueError(
+                f"strategy {self.name!r} needs probs, not precomputed margins (accepts_margin "
+                "is False)"
+            )
+        fused = {"margin": margin, "top_class": top_class} if self.accepts_margin else {}
+        result = self._select(probs, budget, _as_labeled(labeled), features, **fused)
+        if not isinstance(result, QueryResult):  # subclasses written for the old interface
+            result = QueryResult(picks=result)
+        self.iteration += 1
+        return result
+
+    def _select(self, probs, budget, labeled, features, **fused) -> QueryResult:
+        raise NotImplementedError  # pragma: no cover
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The state between iterations as a dict of numpy arrays (see :meth:`load_state_dict`)."""
@@ -235,6 +347,7 @@ class RandomSampling(Strategy):
         self.diverse = bool(diverse)
         self.name = "random-div" if self.diverse else "random"
         self.needs_probs = self.diverse
+        self.accepts_margin = self.diverse
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         if not _is_int(seed) or seed < 0:
@@ -245,21 +358,20 @@ class RandomSampling(Strategy):
         rng = np.random.default_rng([self.seed, _name_seed(self.name), self.iteration])
         return rng.random(n_pool)
 
-    def _select(self, probs, budget, labeled, features):
+    def _select(self, probs, budget, labeled, features, margin=None, top_class=None):
         if self.diverse:
-            probs = _as_probs(probs, self.name)
-            n_pool = probs.shape[0]
-        elif probs is not None:
-            n_pool = np.shape(probs)[0]
+            margin, pseudo_class = _margin_inputs(probs, margin, top_class, self.name)
+            scores = self._scores(pseudo_class.shape[0])
+            picks = af.diversify(scores, pseudo_class, budget, exclude=labeled)
+            return QueryResult(picks, scores, True, margin, pseudo_class)
+        if probs is not None:
+            n_pool = probs.shape[0] if hasattr(probs, "shape") else np.shape(probs)[0]
         elif features is not None:
-            n_pool = np.shape(features)[0]
+            n_pool = features.shape[0] if hasattr(features, "shape") else np.shape(features)[0]
         else:
             raise ValueError("random needs probs or features to know the pool size")
         scores = self._scores(n_pool)
-        if self.diverse:
-            _, pseudo_class = af.top2_margin(probs)
-            return af.diversify(scores, pseudo_class, budget, exclude=labeled)
-        return af.select_top(scores, budget, exclude=labeled)
+        return QueryResult(af.select_top(scores, budget, exclude=labeled), scores, True)
 
     def state_dict(self):
         state = super().state_dict()
@@ -293,11 +405,15 @@ class MarginSampling(Strategy):
         self.diverse = bool(diverse)
         self.name = "margin-div" if self.diverse else "margin"
 
-    def _select(self, probs, budget, labeled, features):
-        margin, top_class = af.top2_margin(_as_probs(probs, self.name))
+    accepts_margin = True
+
+    def _select(self, probs, budget, labeled, features, margin=None, top_class=None):
+        margin, top_class = _margin_inputs(probs, margin, top_class, self.name)
         if self.diverse:
-            return af.diversify(margin, top_class, budget, exclude=labeled, largest=False)
-        return af.select_top(margin, budget, exclude=labeled, largest=False)
+            picks = af.diversify(margin, top_class, budget, exclude=labeled, largest=False)
+        else:
+            picks = af.select_top(margin, budget, exclude=labeled, largest=False)
+        return QueryResult(picks, margin, False, margin, top_class)
 
 
 class EntropySampling(Strategy):
@@ -314,7 +430,8 @@ class EntropySampling(Strategy):
     name = "entropy"
 
     def _select(self, probs, budget, labeled, features):
-        return af.select_top(af.entropy(_as_probs(probs, self.name)), budget, exclude=labeled)
+        scores = af.entropy(_as_probs(probs, self.name))
+        return QueryResult(af.select_top(scores, budget, exclude=labeled), scores, True)
 
 
 class LeastConfidenceSampling(Strategy):
@@ -332,7 +449,7 @@ class LeastConfidenceSampling(Strategy):
 
     def _select(self, probs, budget, labeled, features):
         scores = af.least_confidence(_as_probs(probs, self.name))
-        return af.select_top(scores, budget, exclude=labeled)
+        return QueryResult(af.select_top(scores, budget, exclude=labeled), scores, True)
 
 
 class CoreSet(Strategy):
@@ -355,7 +472,7 @@ class CoreSet(Strategy):
             raise ValueError("coreset needs the pool features (features=None)")
         if labeled is None:
             labeled = np.empty(0, dtype=np.int64)
-        return af.kcenter_greedy(features, labeled, budget)
+        return QueryResult(af.kcenter_greedy(_keep_library(features), labeled, budget))
 
 
 def _confidence(probs: np.ndarray) -> np.ndarray:
@@ -449,6 +566,7 @@ class Alamp(Strategy):
                 f"certainty={certainty!r} is not one of {sorted(_CERTAINTIES)} or a callable"
             )
         self.certainty = certainty
+        self.accepts_margin = self._certainty_fn is None
         self.prev_margin: np.ndarray | None = None
         self.prev_top_class: np.ndarray | None = None
 
@@ -479,14 +597,20 @@ class Alamp(Strategy):
         pseudo_class : ndarray of int64 (n_pool,)
             The pseudo-class alamp-div diversifies over.
         """
-        probs = _as_probs(probs, self.name)
-        cur, top_class = self._current(probs)
+        cur, top_class, _ = self._current(probs)
         return self._rank(cur, top_class)
 
-    def _current(self, probs):
-        """Certainty and top class per row, as numpy (the state keeps them)."""
-        margin, top_class = af.top2_margin(probs)
-        cur = margin if self._certainty_fn is None else self._certainty_fn(probs)
+    def _current(self, probs, margin=None, top_class=None):
+        """Certainty and top class per row, as numpy (the state keeps them), and the margin
+        in the caller's array library."""
+        if margin is not None or top_class is not None or self._certainty_fn is None:
+            margin, top_class = _margin_inputs(probs, margin, top_class, self.name)
+            cur = margin
+        else:
+            probs = _as_probs(probs, self.name)
+            margin, top_class = af.top2_margin(probs)
+            cur = self._certainty_fn(probs)
+        n_pool = top_class.shape[0]
         if _is_dask(top_class):
             import dask
 
@@ -494,26 +618,27 @@ class Alamp(Strategy):
             # them here anyway. Ranking them here too, rather than on the workers, spares
             # sending the previous state (8-16 bytes a row) back out in the task graph.
             cur, top_class = dask.compute(cur, top_class)
-        cur = np.asarray(cur)
-        if cur.shape != (probs.shape[0],):
-            raise ValueError(f"certainty returned shape {cur.shape}, expected ({probs.shape[0]},)")
-        return cur, top_class.astype(np.int64, copy=False)
+            margin = cur if self._certainty_fn is None else margin
+        cur = _to_numpy(cur)
+        if cur.shape != (n_pool,):
+            raise ValueError(f"certainty returned shape {cur.shape}, expected ({n_pool},)")
+        return cur, _to_numpy(top_class).astype(np.int64, copy=False), margin
 
     def _rank(self, cur, top_class):
         prev, prev_top = self._aligned_state(cur.shape[0], cur.dtype)
         return alamp_ranking(cur, top_class, prev, prev_top)
 
-    def _select(self, probs, budget, labeled, features):
-        cur, top_class = self._current(_as_probs(probs, self.name))
-        scores, largest, pseudo_class = self._rank(cur, top_class)
+    def _select(self, probs, budget, labeled, features, margin=None, top_class=None):
+        cur, top, margin = self._current(probs, margin, top_class)
+        scores, largest, pseudo_class = self._rank(cur, top)
         if self.diverse:
             picks = af.diversify(scores, pseudo_class, budget, exclude=labeled, largest=largest)
         else:
             picks = af.select_top(scores, budget, exclude=labeled, largest=largest)
         # Only now, after the selection succeeded: a failed query leaves the state untouched.
         self.prev_margin = np.array(cur, copy=True)
-        self.prev_top_class = np.array(top_class, dtype=np.int64, copy=True)
-        return picks
+        self.prev_top_class = np.array(top, dtype=np.int64, copy=True)
+        return QueryResult(picks, scores, largest, margin, top)
 
     def remap(self, old_rows) -> None:
         """Re-index the state after the pool was reordered, shrunk or grown.

@@ -18,23 +18,21 @@ predictions and for the acquisition alike.
 
 from __future__ import annotations
 
-import time
-import warnings
-import zlib
 from collections.abc import Mapping
 
 import numpy as np
 
-from alamp_fast.badge import badge
-from alamp_fast.imbalance import imbalance_ratio, induce_imbalance
-from alamp_fast.protocol import (
-    IMBALANCED_IR,
-    RunRecord,
-    SimulationResult,
-    _check_int,
-    _check_picks,
-    derive_seed,
+from alamp_fast.al.loop import (
+    Checkpoint,
+    PoolView,
+    array_digest,
+    prepare_protocol,
+    run_protocol,
+    warm_up,
 )
+from alamp_fast.al.results import SimulationResult, fit_seed, strategy_seed
+from alamp_fast.badge import badge
+from alamp_fast.imbalance import IMBALANCED_IR
 from alamp_fast.strategies import (
     Strategy,
     _as_probs,
@@ -271,6 +269,8 @@ def simulate_ft(
     threshold: bool | None = None,
     strategy_kwargs: dict | None = None,
     progress=False,
+    checkpoint=None,
+    resume: bool = False,
 ) -> SimulationResult:
     """Run the AL protocol with the fine-tuning scheme on images.
 
@@ -293,6 +293,9 @@ def simulate_ft(
         Network variant (see :class:`FineTuneClassifier`).
     init, step, iterations, runs, seed, targets, imbalance, strategy_kwargs, progress
         As in :func:`alamp_fast.protocol.simulate`.
+    checkpoint, resume
+        As in :func:`alamp_fast.protocol.simulate`: every finished (strategy, run) is saved
+        there, and an interrupted call resumes from them.
     threshold : bool, optional
         Thresholding by the labeled class priors; None: on for imbalanced pools (``imbalance``
         given or pool ir >= 0.1), the rule ``simulate`` uses for the cost-sensitive SVM.
@@ -334,59 +337,27 @@ def simulate_ft(
             f"label shapes {y_train.shape}, {y_test.shape} do not match "
             f"{X_train.shape[0]} and {X_test.shape[0]} images"
         )
-    init = _check_int("init", init, 2)
-    step = _check_int("step", step, 1)
-    iterations = _check_int("iterations", iterations, 0)
-    runs = _check_int("runs", runs, 1)
-    seed = _check_int("seed", seed, 0)
-    targets = tuple(float(t) for t in targets)
-    for t in targets:
-        if not 0.0 <= t <= 1.0:
-            raise ValueError(f"target accuracy {t} is not in [0, 1]")
     config = TrainConfig() if config is None else config
-    strategy_kwargs = {_canonical(k): v for k, v in (strategy_kwargs or {}).items()}
-
-    names: list[str] = []
-    objects: dict[str, Strategy] = {}
-    for s in strategies:
-        key = s.name if isinstance(s, Strategy) else _canonical(s)
-        if isinstance(s, Strategy):
-            objects[key] = s
-        if key in names:
-            raise ValueError(f"strategy {key!r} is listed twice")
-        names.append(key)
-    if not names:
-        raise ValueError("no strategies given")
-    for key in strategy_kwargs:
-        if key not in names:
-            raise ValueError(f"strategy_kwargs for {key!r}, which is not among {names}")
-
-    classes, y_pool = np.unique(y_train, return_inverse=True)
-    lookup = {c: i for i, c in enumerate(classes.tolist())}
-    y_eval = np.fromiter((lookup.get(c, -1) for c in y_test.tolist()), np.int64, y_test.size)
-    if (y_eval < 0).any():
-        raise ValueError(
-            f"test labels {np.unique(y_test[y_eval < 0])[:5].tolist()} are not classes of the pool"
-        )
-    n_classes = classes.size
-    if n_classes < 2:
-        raise ValueError(f"the pool has {n_classes} class; need at least 2")
-    pool_rows = np.arange(X_train.shape[0])
-    if imbalance is not None:
-        pool_rows = induce_imbalance(y_pool, imbalance, seed)
-    X_pool = X_train[pool_rows]
-    y_pool = y_pool[pool_rows]
-    pool_counts = np.bincount(y_pool, minlength=n_classes)
-    pool_ir = imbalance_ratio(pool_counts)
-    if threshold is None:
-        threshold = imbalance is not None or pool_ir >= IMBALANCED_IR
+    setup = prepare_protocol(
+        y_train,
+        y_test,
+        strategies=strategies,
+        canonical=_canonical,
+        strategy_type=Strategy,
+        init=init,
+        step=step,
+        iterations=iterations,
+        runs=runs,
+        seed=seed,
+        targets=targets,
+        imbalance=imbalance,
+        strategy_kwargs=strategy_kwargs,
+    )
+    names, n_classes, strategy_kwargs = setup.names, setup.n_classes, setup.strategy_kwargs
+    X_pool = X_train[setup.pool_rows]
     n_pool = X_pool.shape[0]
-    budget = init + iterations * step
-    if budget > n_pool:
-        raise ValueError(
-            f"init + iterations * step = {init} + {iterations} * {step} = {budget} exceeds the "
-            f"{n_pool} pool samples"
-        )
+    if threshold is None:
+        threshold = imbalance is not None or setup.pool_ir >= IMBALANCED_IR
     if weights is not None and not isinstance(weights, Mapping):
         weights_desc = str(weights)
         weights = load_state_dict_file(weights)
@@ -404,12 +375,12 @@ def simulate_ft(
         "small_input": small_input,
         "width": width,
         "train": config.to_dict(),
-        "init": init,
-        "step": step,
-        "iterations": iterations,
-        "runs": runs,
-        "seed": seed,
-        "targets": list(targets),
+        "init": setup.init,
+        "step": setup.step,
+        "iterations": setup.iterations,
+        "runs": setup.runs,
+        "seed": setup.seed,
+        "targets": list(setup.targets),
         "imbalance": imbalance,
         "strategy_kwargs": {
             k: {kk: repr(vv) if callable(vv) else vv for kk, vv in v.items()}
@@ -422,16 +393,30 @@ def simulate_ft(
         "n_pool": int(n_pool),
         "n_test": int(X_test.shape[0]),
         "n_classes": int(n_classes),
-        "pool_ir": pool_ir,
-        "pool_class_counts": pool_counts.tolist(),
+        "pool_ir": setup.pool_ir,
+        "pool_class_counts": setup.pool_counts.tolist(),
     }
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=runs * len(names) * (iterations + 1), unit="it", desc="simulate ft")
-
-    _warm_up(names, objects, strategy_kwargs, n_classes, width)
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = Checkpoint(
+            checkpoint,
+            {
+                "config": config_doc,
+                "dataset": dataset_info,
+                "data": array_digest(X_pool, setup.y_pool, X_test, setup.y_eval),
+            },
+            resume=resume,
+        )
+    rng = np.random.default_rng(0)
+    warm_up(
+        names,
+        setup.objects,
+        strategy_kwargs,
+        make_ft_strategy,
+        n_classes,
+        rng.standard_normal((64, 8 * width)).astype(np.float32),
+        probs_dtype=np.float32,
+    )
     model_kw = {
         "weights": weights,
         "small_input": small_input,
@@ -439,149 +424,50 @@ def simulate_ft(
         "config": config,
         "threshold": bool(threshold),
     }
-    records: dict[str, list[RunRecord]] = {k: [] for k in names}
-    t_start = time.perf_counter()
-    try:
-        for run in range(runs):
-            run_seed = derive_seed(seed, run)
-            rng = np.random.default_rng(run_seed)
-            initial = rng.choice(n_pool, size=init, replace=False).astype(np.int64)
-            if np.unique(y_pool[initial]).size < 2:
-                raise ValueError(
-                    f"run {run}: the initial batch of {init} samples holds a single class; "
-                    "use a larger init"
-                )
-            for key in names:
-                if key in objects:
-                    strategy = objects[key]
-                    strategy.reset()
-                else:
-                    strategy = make_ft_strategy(
-                        key,
-                        seed=derive_seed(seed, run, zlib.crc32(key.encode())),
-                        **strategy_kwargs.get(key, {}),
-                    )
-                records[key].append(
-                    _one_run(
-                        strategy,
-                        key,
-                        run,
-                        run_seed,
-                        initial,
-                        X_pool,
-                        y_pool,
-                        X_test,
-                        y_eval,
-                        n_classes,
-                        model_kw,
-                        step,
-                        iterations,
-                        bar,
-                    )
-                )
-    finally:
-        if bar is not None:
-            bar.close()
+    scheme = _FTScheme(X_pool, X_test, n_classes, model_kw)
+
+    def make_strategy(key, run):
+        return make_ft_strategy(
+            key, seed=strategy_seed(setup.seed, run, key), **strategy_kwargs.get(key, {})
+        )
+
+    records, total_s = run_protocol(
+        setup, scheme, make_strategy, progress=progress, desc="simulate ft", checkpoint=ckpt
+    )
     return SimulationResult(
         config=config_doc,
         dataset=dataset_info,
         strategies=names,
         records=records,
-        total_s=time.perf_counter() - t_start,
-        pool_rows=pool_rows,
+        total_s=total_s,
+        pool_rows=setup.pool_rows,
     )
 
 
-def _warm_up(names, objects, strategy_kwargs, n_classes, width) -> None:
-    """Compile the numba kernels of the strategies outside the recorded query times."""
-    rng = np.random.default_rng(0)
-    probs = rng.random((64, n_classes))
-    feats = rng.standard_normal((64, 8 * width)).astype(np.float32)
-    for key in names:
-        if key in objects:
-            continue  # user objects: their state must not be touched
-        strategy = make_ft_strategy(key, seed=0, **strategy_kwargs.get(key, {}))
-        for _ in range(2):  # the second query exercises alamp's stateful path
-            strategy.query(probs.astype(np.float32), 2, labeled=np.arange(2), features=feats)
+class _FTScheme:
+    """The FT scheme for :func:`~alamp_fast.al.loop.run_protocol`: a fresh ResNet-18
+    fine-tuned at every iteration; one forward pass gives the pool's probabilities and the
+    current model's penultimate features."""
 
+    def __init__(self, X_pool, X_test, n_classes, model_kw):
+        self.X_pool, self.X_test, self.n_classes, self.model_kw = (
+            X_pool,
+            X_test,
+            n_classes,
+            model_kw,
+        )
 
-def _one_run(
-    strategy,
-    key,
-    run,
-    run_seed,
-    initial,
-    X_pool,
-    y_pool,
-    X_test,
-    y_eval,
-    n_classes,
-    model_kw,
-    step,
-    iterations,
-    bar,
-) -> RunRecord:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-
-    n_pool = X_pool.shape[0]
-    is_labeled = np.zeros(n_pool, dtype=bool)
-    is_labeled[initial] = True
-    order = [initial]
-    n_points = iterations + 1
-    rec = {
-        k: np.zeros(n_points)
-        for k in ("accuracy", "balanced_accuracy", "ir", "fit_s", "predict_s", "query_s")
-    }
-    labeled_counts = np.zeros(n_points, dtype=np.int64)
-    class_counts = np.zeros((n_points, n_classes), dtype=np.int64)
-    for it in range(n_points):
-        labeled = np.concatenate(order)
-        t0 = time.perf_counter()
+    def new_classifier(self, run_seed, iteration):
         # the same training seed for every strategy at a given run and iteration
-        clf = FineTuneClassifier(n_classes, random_state=derive_seed(run_seed, it), **model_kw)
-        clf.fit(X_pool[labeled], y_pool[labeled])
-        t1 = time.perf_counter()
-        y_pred = clf.predict(X_test)
-        rec["accuracy"][it] = accuracy_score(y_eval, y_pred)
-        with warnings.catch_warnings():
-            # Early models may predict a class absent from the test split; the score is fine.
-            warnings.simplefilter("ignore", UserWarning)
-            rec["balanced_accuracy"][it] = balanced_accuracy_score(y_eval, y_pred)
-        counts = np.bincount(y_pool[labeled], minlength=n_classes)
-        class_counts[it] = counts
-        labeled_counts[it] = labeled.size
-        rec["ir"][it] = imbalance_ratio(counts)
-        rec["fit_s"][it] = t1 - t0
-        if it < iterations:
-            if strategy.needs_probs or strategy.needs_features:
-                probs, feats = clf.predict_outputs(X_pool)
-            else:
-                probs = feats = None
-            t3 = time.perf_counter()
-            picks = strategy.query(
-                probs if strategy.needs_probs else None,
-                step,
-                labeled=labeled,
-                features=feats if feats is not None else np.empty((n_pool, 0), np.float32),
-            )
-            t4 = time.perf_counter()
-            picks = np.asarray(picks, dtype=np.int64)
-            _check_picks(key, picks, step, n_pool, is_labeled)
-            is_labeled[picks] = True
-            order.append(picks)
-            rec["predict_s"][it] = t3 - t1
-            rec["query_s"][it] = t4 - t3
+        return FineTuneClassifier(
+            self.n_classes, random_state=fit_seed(run_seed, iteration), **self.model_kw
+        )
+
+    def pool_view(self, clf, strategy) -> PoolView:
+        if strategy.needs_probs or strategy.needs_features:
+            probs, feats = clf.predict_outputs(self.X_pool)
         else:
-            rec["predict_s"][it] = time.perf_counter() - t1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"run {run} {key} n={labeled.size}", refresh=False)
-    return RunRecord(
-        strategy=key,
-        run=run,
-        seed=run_seed,
-        labeled=labeled_counts,
-        class_counts=class_counts,
-        order=np.concatenate(order),
-        **rec,
-    )
+            probs = feats = None
+        if feats is None:
+            feats = np.empty((self.X_pool.shape[0], 0), np.float32)
+        return PoolView(probs=probs if strategy.needs_probs else None, features=feats)
