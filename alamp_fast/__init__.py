@@ -15,7 +15,7 @@ Importing the package needs neither CUDA, torch nor dask.
 
 from alamp_fast.alamp import alamp_score
 from alamp_fast.badge import badge
-from alamp_fast.coreset import kcenter_greedy
+from alamp_fast.coreset import KCenterState, kcenter_greedy
 from alamp_fast.selection import diversify, select_top
 from alamp_fast.uncertainty import entropy, least_confidence, margin, top2_margin
 
@@ -46,6 +46,7 @@ __all__ = [
     "select_top",
     "diversify",
     "kcenter_greedy",
+    "KCenterState",
     "badge",
     "simulate",
     "__version__",

@@ -182,3 +182,106 @@ def test_kcenter_property_prefix_stable(pool):
     assert len(set(full.tolist()) | set(labeled.tolist())) == b + labeled.size
     for k in range(b):
         assert_exact(af.kcenter_greedy(X, labeled, k), full[:k], f"prefix k={k}")
+
+
+# ---------------------------------------------------------------------------------------------
+# screened fast paths: the float32 screens must never change a pick
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e3, 1e6])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kcenter_screen_exact_with_offsets(rng, offset, dtype):
+    # near-duplicate rows (distances far below the float32 rounding of |x|^2) and an offset
+    # that makes the uncentred float32 dot products useless: picks must stay exact
+    base = rng.standard_normal((60, 24))
+    X = np.concatenate([base, base + 1e-4 * rng.standard_normal(base.shape)])
+    X = (X + offset).astype(dtype)
+    labeled = rng.choice(X.shape[0], 7, replace=False)
+    b = X.shape[0] - labeled.size
+    assert_exact(af.kcenter_greedy(X, labeled, b), ref.kcenter_greedy(X, labeled, b), "screen")
+
+
+def test_kcenter_parallel_and_probe_paths_equal_serial(rng, monkeypatch):
+    from alamp_fast import _parallel
+
+    X = rng.standard_normal((3000, 40)).astype(np.float32)
+    labeled = rng.choice(3000, 30, replace=False)
+    want = ref.kcenter_greedy(X, labeled, 40)
+    for min_work in (1 << 40, 1, 0):  # serial; parallel with the timing probe; parallel only
+        monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", min_work)
+        assert_exact(af.kcenter_greedy(X, labeled, 40), want, f"min_work={min_work}")
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e30, 3e37])
+def test_kcenter_float32_huge_magnitudes_exact(rng, scale):
+    # float32 GEMM/dot products overflow above ~1.8e19: fall back, same picks as float64
+    X = (rng.standard_normal((120, 6)) * scale).astype(np.float32)
+    labeled = rng.choice(120, 5, replace=False)
+    got = af.kcenter_greedy(X, labeled, 30)
+    assert_exact(got, ref.kcenter_greedy(X, labeled, 30), f"scale {scale}")
+
+
+def test_kcenter_float32_tiny_magnitudes_exact(rng):
+    X = (rng.standard_normal((120, 6)) * 1e-30).astype(np.float32)
+    labeled = rng.choice(120, 5, replace=False)
+    assert_exact(af.kcenter_greedy(X, labeled, 30), ref.kcenter_greedy(X, labeled, 30), "tiny")
+
+
+def test_kcenter_float64_overflowing_magnitude_raises():
+    X = np.array([[0.0], [1e200], [3.0]])
+    with pytest.raises(ValueError, match="magnitude 1e\\+200"):
+        af.kcenter_greedy(X, [0], 1)
+
+
+def test_nearest_d2_is_exact_minimum(rng):
+    from alamp_fast.coreset import _nearest_d2
+
+    X = (rng.standard_normal((500, 33)) + 50).astype(np.float32)
+    L = X[rng.choice(500, 40, replace=False)]
+    X64, L64 = X.astype(np.float64), L.astype(np.float64)
+    want = ((X64[:, None, :] - L64[None]) ** 2).sum(-1).min(1)
+    np.testing.assert_allclose(_nearest_d2(X, L), want, rtol=1e-12, atol=0)
+    # split labeled sets: the minimum of two searches is the search of both, bit for bit
+    both = _nearest_d2(X, L)
+    split = np.minimum(_nearest_d2(X, L[:13]), _nearest_d2(X, L[13:]))
+    assert_exact(split, both, "split search")
+
+
+def test_kcenter_state_folds_in_new_rows_and_keeps_picks(rng):
+    X = rng.standard_normal((900, 12)).astype(np.float32)
+    labeled = list(rng.choice(900, 20, replace=False))
+    state = af.KCenterState()
+    for query in range(4):
+        got = af.kcenter_greedy(X, labeled, 25, state=state)
+        assert_exact(got, af.kcenter_greedy(X, labeled, 25), f"query {query}")
+        assert_exact(got, ref.kcenter_greedy(X, labeled, 25), f"query {query} vs reference")
+        assert state.rows_measured == (20 if query == 0 else 25)
+        labeled += got.tolist()
+    # a shrunk labeled set or other features start over
+    got = af.kcenter_greedy(X, labeled[:30], 5, state=state)
+    assert state.rows_measured == 30
+    assert_exact(got, ref.kcenter_greedy(X, labeled[:30], 5), "shrunk")
+    Y = X + 1
+    got = af.kcenter_greedy(Y, labeled[:30], 5, state=state)
+    assert state.rows_measured == 30
+    assert_exact(got, ref.kcenter_greedy(Y, labeled[:30], 5), "new features")
+
+
+def test_kcenter_state_type_checked():
+    with pytest.raises(TypeError, match="KCenterState"):
+        af.kcenter_greedy(np.zeros((3, 2)), [0], 1, state={})
+
+
+@given(pool=small_pools(), offset=st.sampled_from([0.0, 0.5, 1e4]))
+def test_kcenter_property_state_sequence_equals_reference(pool, offset):
+    X, labeled, b = pool
+    X = X + X.dtype.type(offset) if X.dtype != np.float16 else X
+    state = af.KCenterState()
+    lab = list(labeled.tolist())
+    while True:
+        k = min(b, 3, X.shape[0] - len(lab))
+        got = af.kcenter_greedy(X, lab, k, state=state)
+        assert_exact(got, ref.kcenter_greedy(X, lab, k), "state sequence", dtype=np.int64)
+        lab += got.tolist()
+        if k == 0 or len(lab) == X.shape[0]:
+            break
