@@ -472,7 +472,19 @@ class CoreSet(Strategy):
             raise ValueError("coreset needs the pool features (features=None)")
         if labeled is None:
             labeled = np.empty(0, dtype=np.int64)
-        return QueryResult(af.kcenter_greedy(_keep_library(features), labeled, budget))
+        features = _keep_library(features)
+        if isinstance(features, np.ndarray):
+            # nearest-labeled distances kept between this run's queries (same picks)
+            if getattr(self, "_kc_state", None) is None:
+                self._kc_state = af.KCenterState()
+            return QueryResult(
+                af.kcenter_greedy(features, labeled, budget, state=self._kc_state)
+            )
+        return QueryResult(af.kcenter_greedy(features, labeled, budget))
+
+    def reset(self) -> None:
+        super().reset()
+        self._kc_state = None
 
 
 def _confidence(probs: np.ndarray) -> np.ndarray:
