@@ -72,14 +72,17 @@ come back, besides the candidates and alamp's state.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import csv
 import datetime
+import glob
 import hashlib
 import io
 import json
 import os
 import socket
 import time
+import uuid
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping
@@ -96,6 +99,7 @@ __all__ = [
     "FAULT_POINTS",
     "Batch",
     "LabelReport",
+    "ForeignStateError",
     "PoolChangedError",
     "Project",
     "ProjectLockedError",
@@ -105,6 +109,8 @@ __all__ = [
 FORMAT_VERSION = 1
 STATE_FILE = "state.npz"
 LOCK_FILE = "lock"
+#: The project's identity (id, creation time, pool), beside the state it must match.
+IDENTITY_FILE = "project.json"
 BATCH_DIR = "batches"
 
 #: Environment variable naming the fault point at which to abort (tests only).
@@ -161,6 +167,29 @@ class PoolChangedError(ValueError):
     """The pool file no longer matches the one the project recorded."""
 
 
+class ForeignStateError(ValueError):
+    """The project's ``state.npz`` belongs to another project (copied or swapped in)."""
+
+
+#: Set by the command-line interface: messages then name options as flags (``--budget 5``)
+#: instead of keyword arguments (``budget=5``).
+CLI_MESSAGES = contextvars.ContextVar("alamp_fast_workflow_cli", default=False)
+
+# keyword -> flag, for the few whose names differ beyond "_" -> "-"
+_FLAGS = {"pool": "--pool", "out": "--out", "classes": "--classes"}
+
+
+def _opt(name: str, value=None) -> str:
+    """An option as the caller wrote it: ``--allow-partial`` / ``--budget 5`` from the CLI,
+    ``allow_partial=True (--allow-partial)`` / ``budget=5 (--budget 5)`` from Python."""
+    flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if value is not None and value is not True:
+        flag = f"{flag} {value}"
+    if CLI_MESSAGES.get():
+        return flag
+    return f"{name} ({flag})" if value is None else f"{name}={value!r} ({flag})"
+
+
 def _check_fault_env() -> None:
     point = os.environ.get(FAULT_ENV)
     if point and point not in FAULT_POINTS:
@@ -194,11 +223,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes, fault: str | None = None) -> None:
-    """Write ``data`` to ``path``: temp file in the same directory, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _create_new(path: Path, mode: int = 0o644) -> int:
+    """A new, empty file at ``path`` opened for writing, never through a symlink.
+
+    ``O_CREAT | O_EXCL`` fails on anything already at ``path`` (a file left by a killed
+    process with our pid, or a symlink planted there: ``O_EXCL`` does not follow it), and
+    ``O_NOFOLLOW`` refuses a symlink in any case. Whatever is there is unlinked (a symlink is
+    removed itself, never its target) and the creation retried once.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
     try:
-        with open(tmp, "wb") as f:
+        return os.open(path, flags, mode)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, mode)
+
+
+def _atomic_write(path: Path, data: bytes, fault: str | None = None) -> None:
+    """Write ``data`` to ``path``: temp file in the same directory, fsync, rename, fsync dir.
+
+    The temp file is created with ``O_EXCL | O_NOFOLLOW`` (:func:`_create_new`), so nothing is
+    written through a symlink planted at its name; the rename replaces a symlink at ``path``
+    itself, never its target. On any error (a full disk included) the temp file is removed
+    and ``path`` is left as it was.
+    """
+    tmp = _temp_path(path)
+    try:
+        fd = _create_new(tmp)
+        with open(fd, "wb", closefd=True) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -206,11 +267,18 @@ def _atomic_write(path: Path, data: bytes, fault: str | None = None) -> None:
             _fault(f"{fault}-tmp-written")
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise
     if fault:
         _fault(f"{fault}-renamed")
     _fsync_dir(path.parent)
+
+
+def _stale_temp(path: Path) -> bool:
+    """Whether ``path`` (``.NAME.tmp-PID``) was left by a process that is no longer running."""
+    pid = path.name.rsplit(".tmp-", 1)[-1]
+    return not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)))
 
 
 def _remove_stale_temps(directory: Path) -> None:
@@ -218,7 +286,22 @@ def _remove_stale_temps(directory: Path) -> None:
     for d in (directory, directory / BATCH_DIR):
         if d.is_dir():
             for tmp in d.glob(".*.tmp-*"):
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
+def _remove_stale_copies(out: Path) -> None:
+    """Temp files of ``out`` (``.NAME.tmp-PID`` beside it) whose writer is no longer running.
+
+    ``--out`` may point outside the project, where other processes may write too: only the
+    temp files of ``out`` itself, left by dead pids, are removed.
+    """
+    parent = out.parent
+    if parent.is_dir():
+        for tmp in parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+            if _stale_temp(tmp):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
 
 # ------------------------------------------------------------------------------ the lock
@@ -243,70 +326,116 @@ def _describe_holder(info: dict) -> str:
     )
 
 
-class _ProjectLock:
-    """Exclusive ``flock`` on ``<project>/lock``; the file records the holder for messages.
+def _read_lock_info(directory: Path) -> dict:
+    """The holder record of ``<project>/lock`` ({} when absent or empty); never follows a link."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        raw = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    try:
+        info = json.loads(raw.decode()) if raw.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        info = {"pid": "?", "host": "?", "command": "?", "started": "?"}
+    return info if isinstance(info, dict) else {}
 
-    The kernel releases a ``flock`` when its process dies, so a lock file naming a dead pid is
-    stale by construction and is taken over (``self.stale`` describes it). The file is never
-    deleted: unlinking a locked file lets two processes lock two different inodes.
+
+def _write_lock_info(directory: Path, data: bytes) -> None:
+    """Replace the holder record (no fsync: it only serves messages and ``status``)."""
+    path = directory / LOCK_FILE
+    tmp = _temp_path(path)
+    try:
+        fd = _create_new(tmp)
+        with open(fd, "wb", closefd=True) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+class _ProjectLock:
+    """Exclusive ``flock`` on the project *directory*; ``<project>/lock`` records the holder.
+
+    The lock is taken on the directory itself, not on a file in it: deleting ``lock`` (by
+    accident, or a cleanup script) cannot let a second process in, as it could when the
+    lock lived on that file's inode. The kernel releases a ``flock`` when its process dies,
+    so a record naming a dead pid is stale by construction: the next operation takes it
+    over (``self.stale`` describes it) and :meth:`Project.status` shows and clears it. The
+    record is replaced by rename and read with ``O_NOFOLLOW``: a symlink planted at ``lock``
+    is never written through.
     """
 
     def __init__(self, directory: Path, command: str):
-        self.path = directory / LOCK_FILE
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_FILE
         self.command = command
         self.fd: int | None = None
         self.stale: dict | None = None
 
-    def _read(self, fd: int) -> dict:
-        raw = os.pread(fd, 4096, 0)
-        try:
-            info = json.loads(raw.decode()) if raw.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            info = {"pid": "?", "host": "?", "command": "?", "started": "?"}
-        return info if isinstance(info, dict) else {}
-
-    def __enter__(self) -> _ProjectLock:
+    @staticmethod
+    def try_lock(directory: Path) -> int | None:
+        """A directory fd holding the lock, or None when another process holds it."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             raise NotImplementedError(
                 "project locking needs fcntl.flock (a POSIX system)"
             ) from None
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(directory, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = self._read(fd)
             os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def release(fd: int) -> None:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def __enter__(self) -> _ProjectLock:
+        fd = self.try_lock(self.directory)
+        if fd is None:
             raise ProjectLockedError(
-                f"project {self.path.parent} is in use by {_describe_holder(holder)}; "
+                f"project {self.directory} is in use by "
+                f"{_describe_holder(_read_lock_info(self.directory))}; "
                 "wait for it to finish and retry"
-            ) from None
-        previous = self._read(fd)
-        if previous:
-            pid = previous.get("pid")
-            same_host = previous.get("host") == socket.gethostname()
-            alive = isinstance(pid, int) and same_host and _pid_alive(pid)
-            self.stale = {**previous, "alive": alive}
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "command": self.command,
-            "started": _now_iso(),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        os.fsync(fd)
+            )
+        try:
+            previous = _read_lock_info(self.directory)
+            if previous:
+                self.stale = {**previous, "alive": _holder_alive(previous)}
+            info = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": self.command,
+                "started": _now_iso(),
+            }
+            _write_lock_info(self.directory, json.dumps(info).encode())
+        except BaseException:
+            self.release(fd)
+            raise
         self.fd = fd
         return self
 
     def __exit__(self, *exc) -> None:
-        import fcntl
-
-        os.ftruncate(self.fd, 0)
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        self.fd = None
+        try:
+            with contextlib.suppress(OSError):  # e.g. a full disk: the record is advisory
+                _write_lock_info(self.directory, b"")
+        finally:
+            self.release(self.fd)
+            self.fd = None
 
     def stale_note(self) -> str | None:
         """A line about the stale lock taken over, or None."""
@@ -319,23 +448,170 @@ class _ProjectLock:
         )
 
 
+def _holder_alive(info: dict) -> bool:
+    pid = info.get("pid")
+    return isinstance(pid, int) and info.get("host") == socket.gethostname() and _pid_alive(pid)
+
+
 # ------------------------------------------------------------------------------ the pool
+
+
+_POOL_BLOCK_BYTES = 64 << 20  # a pool is read, hashed and normalised this much at a time
+
+
+@dataclass
+class _PoolData:
+    """A pool file as read: float32 C-ordered features and the sha256 of their bytes."""
+
+    X: np.ndarray
+    sha_first: str  # of the first ``hash_rows`` rows (the rows the project already had)
+    sha_all: str  # of every row
+
+
+def _missing_pool(path: str, option: str, moved: bool):
+    parent = os.path.dirname(path) or "."
+    hint = ""
+    if os.path.isdir(parent):
+        import difflib
+
+        near = difflib.get_close_matches(os.path.basename(path), os.listdir(parent), n=1)
+        if near:
+            hint = f" (did you mean {os.path.join(parent, near[0])}?)"
+    elif parent:
+        hint = f" (its directory {parent} does not exist either)"
+    if moved and not hint:
+        hint = f" (moved? give its new path with {_opt('pool')})"
+    return FileNotFoundError(f"{option} {path} does not exist{hint}")
+
+
+def _npy_header(f, path: str):
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            shape, fortran, dtype = fmt._read_array_header(f, version)
+    except (ValueError, OSError, SyntaxError, EOFError) as exc:
+        raise ValueError(f"{path} is not a valid .npy file ({exc})") from None
+    return shape, fortran, np.dtype(dtype), f.tell()
+
+
+def _readinto_exact(f, view: memoryview, path: str, expected: int) -> None:
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            raise ValueError(
+                f"{path} was truncated while being read (shorter than the {expected} bytes its "
+                "header announces); nothing was changed: restore the file and retry"
+            )
+        got += n
+
+
+def _load_pool(
+    path: str,
+    *,
+    normalize: bool = False,
+    hash_rows: int | None = None,
+    option: str = "pool file",
+    moved: bool = True,
+) -> _PoolData:
+    """Read a pool file once: float32 features, row-normalised if asked, and their sha256.
+
+    A ``.npy`` file is opened read-only, its size checked against its header before a byte of
+    data is used (a truncated or still-growing file fails with one line, not a wrong last row),
+    and its rows are read block by block into memory owned by this process, hashed (raw
+    float32 bytes, as recorded at ``init``) and L2-normalised in place. The file is not
+    memory-mapped: a mapping of a file truncated while in use ends the process with SIGBUS,
+    and the normalised copy would cost the memory anyway. ``.npz`` pools (zip archives) are
+    read with :func:`alamp_fast.datasets.load_features`; a damaged archive fails with one line.
+    """
+    from alamp_fast.datasets import l2_normalize
+
+    if not os.path.exists(path):
+        raise _missing_pool(path, option, moved)
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path} is a directory, not a .npy or .npz file")
+    if not path.endswith((".npz", ".npy")):
+        raise ValueError(f"{option} {path} must be a .npz or .npy file")
+    if path.endswith(".npy"):
+        with open(path, "rb", buffering=0) as f:
+            shape, fortran, dtype, offset = _npy_header(f, path)
+            if dtype.hasobject or dtype.kind not in "fiu" or dtype.fields is not None:
+                raise ValueError(f"{path} holds {dtype} values, not numeric features")
+            if len(shape) != 2:
+                raise ValueError(f"{path}: pool features must be 2-D (rows x features), got "
+                                 f"shape {shape}")
+            n, d = int(shape[0]), int(shape[1])
+            if n == 0 or d == 0:
+                raise ValueError(f"{path}: the pool has no {'rows' if n == 0 else 'features'}")
+            nbytes = n * d * dtype.itemsize
+            size = os.fstat(f.fileno()).st_size
+            if size < offset + nbytes:
+                raise ValueError(
+                    f"{path} is truncated: its header announces {n} x {d} {dtype} values "
+                    f"({offset + nbytes} bytes) but the file has {size} bytes (copied "
+                    "incompletely, or still being written?)"
+                )
+            X = np.empty((n, d), dtype=np.float32)
+            if fortran:
+                raw = np.empty((d, n), dtype=dtype)
+                _readinto_exact(f, memoryview(raw).cast("B"), path, offset + nbytes)
+                X[...] = raw.T
+                del raw
+                blocks = None
+            else:
+                blocks = f
+            step = max(1, _POOL_BLOCK_BYTES // max(1, d * 4))
+            cut = [hash_rows] if hash_rows and hash_rows < n else []
+            bounds = sorted({0, n, *range(0, n, step), *cut})
+            h = hashlib.sha256()
+            sha_first = None
+            for a, z in zip(bounds[:-1], bounds[1:], strict=True):
+                if a == hash_rows:
+                    sha_first = h.hexdigest()
+                part = X[a:z]
+                if blocks is not None:
+                    if dtype == np.float32 and dtype.isnative:
+                        _readinto_exact(f, memoryview(part).cast("B"), path, offset + nbytes)
+                    else:
+                        raw = np.empty((z - a, d), dtype=dtype)
+                        _readinto_exact(f, memoryview(raw).cast("B"), path, offset + nbytes)
+                        part[...] = raw
+                h.update(part)
+                if normalize:
+                    part[...] = l2_normalize(part)
+            sha_all = h.hexdigest()
+            return _PoolData(X, sha_all if sha_first is None else sha_first, sha_all)
+    import zipfile
+
+    from alamp_fast.datasets import load_features
+
+    try:
+        X = load_features(path, require_labels=False)[0]
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, zlib.error) as exc:
+        raise ValueError(f"{path} is not a readable .npz pool ({type(exc).__name__}: {exc})") from None
+    if X.ndim != 2:
+        raise ValueError(f"{path}: pool features must be 2-D (rows x features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{path}: the pool has no rows")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    k = X.shape[0] if hash_rows is None else hash_rows
+    h = _features_sha256(X, k)
+    sha_first = h.hexdigest()
+    if X.shape[0] > k:
+        h.update(np.ascontiguousarray(X[k:]))
+    if normalize:
+        X = l2_normalize(X)
+    return _PoolData(X, sha_first, h.hexdigest())
 
 
 def _read_features(path: str) -> np.ndarray:
     """Float32 (n, d) features of a pool file (the formats of :mod:`alamp_fast.datasets`)."""
-    from alamp_fast.datasets import load_features
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"pool file {path} does not exist (moved? give its new path with pool= / --pool)"
-        )
-    if not path.endswith((".npz", ".npy")):
-        raise ValueError(f"pool file {path} must be a .npz or .npy file")
-    X = load_features(path, require_labels=False)[0]
-    if X.shape[0] == 0:
-        raise ValueError(f"{path}: the pool has no rows")
-    return np.ascontiguousarray(X)
+    return _load_pool(path).X
 
 
 def _read_ids(source: dict, pool_path: str, n_rows: int) -> np.ndarray:
@@ -485,7 +761,9 @@ class _State:
         def part(prefix):
             return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
-        return cls(meta, arrays["ids"], part("label."), part("batch."), part("strategy."))
+        st = cls(meta, arrays["ids"], part("label."), part("batch."), part("strategy."))
+        _check_identity(directory, st)
+        return st
 
     # --- derived views
 
@@ -529,6 +807,74 @@ class _State:
 
 def _empty_tables(dtypes: dict) -> dict[str, np.ndarray]:
     return {k: np.empty(0, dtype=d) for k, d in dtypes.items()}
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+def _read_identity(directory: Path) -> dict | None:
+    """``<project>/project.json``, or None when it is missing (older projects)."""
+    path = directory / IDENTITY_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"{path} is unreadable ({exc.strerror})") from None
+    with open(fd, "rb", closefd=True) as f:
+        raw = f.read(1 << 20)
+    try:
+        ident = json.loads(raw.decode())
+        if not isinstance(ident, dict) or not isinstance(ident.get("project_id"), str):
+            raise ValueError("no project_id")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is not a project identity file ({exc}); if it was damaged, remove it "
+            "and the project rewrites it from its state"
+        ) from None
+    return ident
+
+
+def _identity_record(st: _State) -> dict:
+    pool = st.meta["pool"]
+    return {
+        "project_id": st.meta["project_id"],
+        "created": st.meta.get("created"),
+        "pool": {"path": pool["path"], "sha256": pool["sha256"], "n_rows": pool["n_rows"]},
+    }
+
+
+def _describe_identity(ident: dict) -> str:
+    pool = ident.get("pool") or {}
+    return (
+        f"project id {ident.get('project_id') or 'none'}, created {ident.get('created')}, "
+        f"pool {pool.get('path')}"
+    )
+
+
+def _check_identity(directory: Path, st: _State) -> None:
+    """Refuse a state whose project id is not the one ``project.json`` records."""
+    ident = _read_identity(directory)
+    if ident is None:
+        return  # an older project, or a crash before the file was written: written at commit
+    if st.meta.get("project_id") != ident["project_id"]:
+        theirs = {
+            "project_id": st.meta.get("project_id"),
+            "created": st.meta.get("created"),
+            "pool": st.meta.get("pool"),
+        }
+        raise ForeignStateError(
+            f"{directory / STATE_FILE} is the state of another project "
+            f"({_describe_identity(theirs)}), not of the project at {directory} "
+            f"({_describe_identity(ident)}); put this project's own {STATE_FILE} back (or open "
+            "the other project's directory); nothing was changed"
+        )
+
+
+def _ensure_identity(directory: Path, st: _State) -> None:
+    """Write ``project.json`` after a commit if it is missing (new and older projects)."""
+    if _read_identity(directory) is None:
+        _atomic_write(directory / IDENTITY_FILE, json.dumps(_identity_record(st)).encode())
 
 
 # ------------------------------------------------------------------------------ public results
@@ -747,7 +1093,7 @@ class Project:
         }
         strat = _make_strategy(settings)
 
-        X = _read_features(pool)
+        X = _load_pool(pool, option=_opt("pool"), moved=False).X
         if ids is not None:
             ids_source = {
                 "kind": "file",
@@ -757,7 +1103,7 @@ class Project:
         elif id_column is not None:
             if not pool.endswith(".npz"):
                 raise ValueError(
-                    f"id_column={id_column!r} without an ids file names an array "
+                    f"{_opt('id_column', id_column)} without an ids file names an array "
                     f"of an .npz pool, but {pool} is not one"
                 )
             ids_source = {"kind": "key", "column": id_column}
@@ -771,7 +1117,7 @@ class Project:
                         classes = data["classes"].tolist()
             if classes is None:
                 raise ValueError(
-                    f"no class names: pass classes= (--classes); {pool} has no 'classes' array"
+                    f"no class names: pass {_opt('classes')}; {pool} has no 'classes' array"
                 )
         classes = _check_classes(classes)
 
@@ -785,10 +1131,13 @@ class Project:
             if (path / STATE_FILE).exists():  # created by a process that held the lock before us
                 raise ValueError(f"{path} is already an alamp-fast project")
             _remove_stale_temps(path)
+            with contextlib.suppress(FileNotFoundError):  # left by an interrupted init
+                (path / IDENTITY_FILE).unlink()
             (path / BATCH_DIR).mkdir(exist_ok=True)
             meta = {
                 "format": FORMAT_VERSION,
                 "generation": 0,
+                "project_id": uuid.uuid4().hex,
                 "created": _now_iso(),
                 "settings": settings,
                 "classes": classes,
@@ -906,16 +1255,19 @@ class Project:
 
     # --- the pool
 
-    def _pool(self, st: _State) -> tuple[np.ndarray, np.ndarray, dict]:
+    def _pool(self, st: _State, normalize: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
         """Features and ids of the pool file, checked against the state; the updated pool meta.
 
-        Rows appended since the state was written are accepted (their count is in the returned
-        meta's ``n_rows``); any other change raises :class:`PoolChangedError`.
+        The file is read once (:func:`_load_pool`), and normalised while read if
+        ``normalize``. Rows appended since the state was written are accepted (their count is
+        in the returned meta's ``n_rows``); any other change raises :class:`PoolChangedError`.
         """
         meta = dict(st.meta["pool"])
         path = self._pool_override or meta["path"]
-        X = _read_features(path)
         n_old = meta["n_rows"]
+        option = "--pool" if (self._pool_override and CLI_MESSAGES.get()) else "pool file"
+        data = _load_pool(path, normalize=normalize, hash_rows=n_old, option=option)
+        X = data.X
         if X.shape[1] != meta["n_features"]:
             raise PoolChangedError(
                 f"the pool file {path} changed: its rows have {X.shape[1]} "
@@ -934,16 +1286,13 @@ class Project:
                 f"the pool file {path} changed: the sample id of row {r} is {str(ids[r])!r}, the "
                 f"project's was {str(st.ids[r])!r} (rows may be appended, not reordered or renamed)"
             )
-        h = _features_sha256(X, n_old)
-        if h.hexdigest() != meta["sha256"]:
+        if data.sha_first != meta["sha256"]:
             raise PoolChangedError(
                 f"the pool file {path} changed: the features of its first {n_old} rows differ "
-                f"from the ones the project recorded (sha256 {h.hexdigest()[:12]}... instead of "
-                f"{meta['sha256'][:12]}...); restore the file or start a new project"
+                f"from the ones the project recorded (sha256 {data.sha_first[:12]}... instead "
+                f"of {meta['sha256'][:12]}...); restore the file or start a new project"
             )
-        if X.shape[0] > n_old:
-            h.update(np.ascontiguousarray(X[n_old:]))
-        meta.update(path=path, n_rows=int(X.shape[0]), sha256=h.hexdigest())
+        meta.update(path=path, n_rows=int(X.shape[0]), sha256=data.sha_all)
         return X, ids, meta
 
     # --- select
@@ -984,7 +1333,6 @@ class Project:
         Batch
         """
         import alamp_fast as af
-        from alamp_fast.datasets import l2_normalize
         from alamp_fast.imbalance import imbalance_ratio
         from alamp_fast.protocol import (
             IMBALANCED_IR,
@@ -998,34 +1346,52 @@ class Project:
 
         if chunk_rows is not None:
             if scheduler is None:
-                raise ValueError(f"chunk_rows={chunk_rows!r} only applies with a scheduler")
+                raise ValueError(
+                    f"{_opt('chunk_rows', chunk_rows)} only applies with {_opt('scheduler')}"
+                )
             chunk_rows = _check_int("chunk_rows", chunk_rows, 1)
         # connected before the lock: a wrong address fails at once, whatever the round
         cluster = contextlib.nullcontext() if scheduler is None else _connect(scheduler)
+        if out is not None:
+            out = Path(os.path.abspath(os.fspath(out)))
+            if out.is_dir():
+                raise ValueError(f"{_opt('out', out)} is a directory; give a file name")
         with cluster as client, self._lock("select") as lock:
             _fault("select:locked")
             st = self._enter(lock)
+            if out is not None:
+                _remove_stale_copies(out)
             settings = st.meta["settings"]
             last = st.n_rounds
             if last:
                 rows = st.batch_rows(last)
                 pending = rows[st.current_labels()[rows] < 0]
-                if pending.size and not allow_partial:
-                    if pending.size == rows.size and budget is None:
+                if pending.size == rows.size:
+                    # Not one label since round `last` was made: whatever the options, that
+                    # round is delivered (again), never followed by another. A crash after
+                    # its commit, before or after its CSV, is resumed by re-running the same
+                    # command (with --budget N or --allow-partial too); a new round now would
+                    # train on the same labels and skip one the annotators never saw.
+                    if budget is None or int(budget) == rows.size:
                         self._state = st
                         return self._reissue(st, last, out)
                     raise ValueError(
+                        f"round {last}: {pending.size} of {rows.size} samples have no label yet, "
+                        f"and a round is not followed by another before it has a label; label "
+                        f"its batch ({BATCH_DIR}/{_batch_name(last)}; "
+                        f"{_opt('budget', budget)} would be the size of the next round)"
+                    )
+                if pending.size and not allow_partial:
+                    raise ValueError(
                         f"round {last}: {pending.size} of {rows.size} samples have no label yet "
                         f"(e.g. {', '.join(repr(str(i)) for i in st.ids[pending[:3]])}); label "
-                        f"them, or select with --allow-partial (allow_partial=True) to start "
+                        f"them, or select with {_opt('allow_partial', True)} to start "
                         f"round {last + 1} without them"
                     )
-            X, ids, pool_meta = self._pool(st)
+            X, ids, pool_meta = self._pool(st, normalize=settings["normalize"])
             n_grown = pool_meta["n_rows"] - st.n_pool
             st.ids = ids
             st.meta["pool"] = pool_meta
-            if settings["normalize"]:
-                X = l2_normalize(X)
             n_pool = X.shape[0]
             classes = st.meta["classes"]
             n_classes = len(classes)
@@ -1136,6 +1502,28 @@ class Project:
             _write_batch_csv(batch, st)
         if out is not None:
             _write_batch_csv(batch, st, path=Path(os.fspath(out)))
+        return batch
+
+    def export_round(self, round_no: int, out=None) -> Batch:
+        """Write the batch CSV of round ``round_no`` again, from the state.
+
+        The CSV of a round is a pure function of the state, so this rewrites, byte for byte,
+        what :meth:`select` wrote (``batches/round-NNN.csv``, or ``out``), e.g. after it was
+        deleted or edited by hand. It does not start or change any round.
+        """
+        round_no = _check_positive_int("round", round_no)
+        with self._lock("export") as lock:
+            st = self._enter(lock)
+            if round_no > st.n_rounds:
+                raise ValueError(
+                    f"round {round_no} does not exist; the project has {st.n_rounds} round(s)"
+                )
+            self._state = st
+            batch = _batch_from_state(self.path, st, round_no)
+            target = batch.path if out is None else Path(os.path.abspath(os.fspath(out)))
+            if out is not None:
+                _remove_stale_copies(target)
+            _write_batch_csv(batch, st, path=target)
         return batch
 
     # --- label
@@ -1303,13 +1691,7 @@ class Project:
         cv_result, cv_note = None, None
         if cv:
             cv_result, cv_note = self._cross_validate(st, y, labeled, int(cv))
-        lock_path = self.path / LOCK_FILE
-        holder = None
-        if lock_path.exists() and lock_path.stat().st_size:
-            try:
-                holder = json.loads(lock_path.read_text())
-            except (ValueError, OSError):
-                holder = {"pid": "?"}
+        holder = self._lock_status()
         return {
             "project": str(self.path),
             "settings": dict(st.meta["settings"]),
@@ -1328,6 +1710,35 @@ class Project:
             "cv_note": cv_note,
             "lock": holder,
         }
+
+    def _lock_status(self) -> dict | None:
+        """The lock record with ``stale``; a stale one (its holder died) is cleared here.
+
+        A record is stale when nobody holds the lock: the kernel released it when its holder
+        died. Clearing it (and the holder's temp files) takes the lock for an instant, so it
+        never disturbs a running operation; on a read-only project it is only reported.
+        """
+        info = _read_lock_info(self.path)
+        if not info:
+            return None
+        try:
+            fd = _ProjectLock.try_lock(self.path)
+        except OSError:
+            return {**info, "stale": None, "cleared": False}
+        if fd is None:
+            return {**info, "stale": False, "cleared": False}
+        try:
+            info = _read_lock_info(self.path)  # as of now, under the lock
+            if not info:
+                return None
+            cleared = False
+            with contextlib.suppress(OSError):
+                _write_lock_info(self.path, b"")
+                _remove_stale_temps(self.path)
+                cleared = True
+            return {**info, "stale": True, "alive": _holder_alive(info), "cleared": cleared}
+        finally:
+            _ProjectLock.release(fd)
 
     def _cross_validate(self, st, y, labeled, folds):
         from sklearn.model_selection import StratifiedKFold, cross_validate
@@ -1388,8 +1799,10 @@ class Project:
 
 def _commit(directory: Path, st: _State, op: str) -> None:
     st.meta["generation"] += 1
+    st.meta.setdefault("project_id", uuid.uuid4().hex)  # projects made before ids existed
     _atomic_write(directory / STATE_FILE, st.to_bytes(), fault=f"{op}:state")
     _fault(f"{op}:committed")
+    _ensure_identity(directory, st)
 
 
 def _check_picks(picks: np.ndarray, b: int, y: np.ndarray) -> None:
@@ -1533,11 +1946,11 @@ class _Problems:
         "duplicate": ("ids given more than once", None),
         "unrequested": (
             "ids no batch asked for",
-            "pass --allow-unrequested (allow_unrequested=True) to add them",
+            ("pass", "allow_unrequested", "to add them"),
         ),
         "relabel": (
             "ids already labeled with another class",
-            "pass --relabel (relabel=True) to replace their labels",
+            ("pass", "relabel", "to replace their labels"),
         ),
     }
 
@@ -1564,6 +1977,7 @@ class _Problems:
             if kind == "unknown_id":
                 part += f" (pool ids look like {', '.join(repr(s) for s in ids[:3].tolist())})"
             if hint:
-                part += f"; {hint}"
+                verb, option, purpose = hint
+                part += f"; {verb} {_opt(option, True)} {purpose}"
             parts.append(part)
         raise ValueError(f"{self.origin}: " + "; ".join(parts) + "; nothing was ingested")
