@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fine-tuning scheme: pretrain a ResNet-18 on source classes, AL on the other classes",
     ),
     "bench": ("alamp_fast.bench", "measure the acquisition kernels against numpy/scikit-learn"),
+    "cuda-warmup": (
+        "alamp_fast.cuda.warmup_cli",
+        "compile the CUDA kernels into the persistent cache, files in parallel",
+    ),
     "init": ("alamp_fast.workflow_cli", "create an annotation project over a pool of features"),
     "select": ("alamp_fast.workflow_cli", "train on the labels so far and write the next batch"),
     "label": ("alamp_fast.workflow_cli", "ingest an annotated CSV into the project"),

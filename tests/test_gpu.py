@@ -15,9 +15,12 @@ Two kinds of tests:
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,15 +202,74 @@ def test_deferred_device_catches_a_missing_wait(rng, broken):
     assert not np.array_equal(got, want)
 
 
+class RecyclingDevice(DeferredDevice):
+    """The memory pool hands ``stream_rows`` a block that compute work queued before the call
+    still reads (``s = m * 2; del m``): the caller's pending read is the compute stream's
+    first operation."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+        self.seen = None
+        self.compute_stream.ops.append(self._pending_read)
+        self._handed = False
+
+    def _pending_read(self):
+        self.seen = self.block.copy()
+
+    def empty(self, shape, dtype):
+        if not self._handed and self.block.shape == tuple(shape):
+            self._handed = True
+            return self.block
+        return super().empty(shape, dtype)
+
+
+@pytest.mark.parametrize("n_buffers", [1, 2, 3])
+def test_stream_rows_copy_waits_for_queued_compute_before_first_copy(rng, n_buffers):
+    host = rng.integers(-1000, 1000, (60, 4)).astype(np.float64)
+    block = np.full((10, 4), 123.0)
+    device = RecyclingDevice(block)
+    got, want = _stream_weighted_sums(host, 10, device, n_buffers)
+    assert_exact(got, want, "streamed weighted sums")
+    assert device.seen is not None, "the earlier compute work never ran"
+    assert_exact(device.seen, np.full((10, 4), 123.0), "block read by earlier compute work")
+
+
+class FailingDevice(DeferredDevice):
+    """The host read of chunk ``fail_at`` raises (an unreadable memmap page, a bad launch)."""
+
+    def __init__(self, fail_at):
+        super().__init__()
+        self.fail_at = fail_at
+
+    def host_copy(self, dst, src):
+        if self.host_copies == self.fail_at:
+            # what is still in flight when stream_rows lets go of its buffers
+            raise OSError("read error")
+        super().host_copy(dst, src)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 4])
+def test_stream_rows_error_path_drains_both_streams_before_freeing(rng, fail_at):
+    host = rng.integers(-1000, 1000, (60, 4)).astype(np.float64)
+    device = FailingDevice(fail_at)
+    with pytest.raises(OSError, match="read error"):
+        _stream_weighted_sums(host, 10, device, 3)
+    for stream in (device.copy_stream, device.compute_stream):
+        assert stream.done == len(stream.ops), f"{stream.name} stream still busy on error"
+
+
 # ---------------------------------------------------------------------------------------------
 # CPU-runnable: order keys, radix select and bucketed diversify, emulated in numpy
 
 
 def order_keys_numpy(scores, largest):
-    """numpy twin of make_keys in kernels/select.cu (float32 keys unless float64/integer)."""
+    """numpy twin of make_keys in kernels/select.cu (float32 keys for float16/32, float64 bits
+    for float64, the int64 itself for integers)."""
     s = np.asarray(scores)
     if s.dtype.kind in "iu":
-        s = s.astype(np.float64)
+        u = s.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)
+        return ~u if largest else u
     if s.dtype == np.float64:
         u, sign = s.view(np.uint64).copy(), np.uint64(1 << 63)
     else:
@@ -251,6 +313,9 @@ def _scores(rng, n, kind, dtype):
         s = rng.choice([-0.0, 0.0, 1.0, -1.0], n)
     elif kind == "int":
         return rng.integers(-5, 5, n)
+    elif kind == "int-2^62":
+        # distinct only beyond float64's 53 bits: float keys would tie them
+        return (1 << 62) + rng.integers(-5, 5, n) * 3
     else:
         s = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, n)
     return s.astype(dtype)
@@ -274,7 +339,7 @@ def test_radix_passes_cover_key_and_row_bits():
             assert order == sorted(order, reverse=True)
 
 
-@pytest.mark.parametrize("kind", ["normal", "ties", "signed-zeros", "int"])
+@pytest.mark.parametrize("kind", ["normal", "ties", "signed-zeros", "int", "int-2^62"])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("largest", [True, False])
 def test_radix_select_emulation_equals_cpu_select_top(rng, kind, dtype, largest):
@@ -290,7 +355,7 @@ def test_radix_select_emulation_equals_cpu_select_top(rng, kind, dtype, largest)
             assert_exact(got, want, f"select n={n} b={b} kind={kind}", dtype=np.int64)
 
 
-@pytest.mark.parametrize("kind", ["normal", "ties", "int"])
+@pytest.mark.parametrize("kind", ["normal", "ties", "int", "int-2^62"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_classes", [1, 3, 40])
 def test_bucketed_diversify_host_logic_equals_cpu(rng, kind, dtype, n_classes):
@@ -307,28 +372,181 @@ def test_bucketed_diversify_host_logic_equals_cpu(rng, kind, dtype, n_classes):
 
 
 # ---------------------------------------------------------------------------------------------
-# CPU-runnable where NVRTC is installed: every instantiation compiles
+# CPU-runnable where NVRTC is installed (the nvidia-cuda-nvrtc wheel of the test extra): the
+# loader's exact options, no flush-to-zero in the PTX, every instantiation compiles, the cache
 
 
 def _nvrtc_reason():
-    if importlib.util.find_spec("cupy_backends") is None:
-        return "cupy is not installed"
-    try:
-        from cupy_backends.cuda.libs import nvrtc
+    from alamp_fast.cuda import _nvrtc
 
-        nvrtc.getVersion()
-    except Exception as exc:  # a missing libnvrtc surfaces as various errors
-        return f"NVRTC unavailable: {exc}"
-    return None
+    return _nvrtc.available()
+
+
+needs_nvrtc = pytest.mark.skipif(_nvrtc_reason() is not None, reason=str(_nvrtc_reason()))
+
+# a float32 instruction that flushes subnormals: add.ftz.f32, mul.rn.ftz.f32, setp.lt.ftz.f32, ...
+_FTZ_F32 = re.compile(rb"\.ftz(?:\.[a-z0-9]+)*\.f32\b")
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("name", ["alamp", "rowwise", "select", "kcenter"])
+def test_ptx_with_the_loaders_options_has_no_ftz_float32_instruction(name):
+    from alamp_fast.cuda import _kernels, _nvrtc
+
+    expressions = _kernels.all_name_expressions()[name]
+    options = _kernels.compile_options("compute_90")
+    out = _nvrtc.compile_program(_kernels.source(name), f"{name}.cu", expressions, options)
+    assert out.kind == "ptx" and b".entry" in out.image
+    assert set(out.lowered) == set(expressions)
+    bad = sorted({m.group().decode() for m in _FTZ_F32.finditer(out.image)})
+    assert not bad, f"{name}.cu flushes float32 subnormals: {bad}"
+    if name == "alamp":  # the negative control: the check sees what CuPy's -ftz=true does
+        flushed = _nvrtc.compile_program(_kernels.source(name), f"{name}.cu", expressions,
+                                         (*options, "-ftz=true"))
+        assert _FTZ_F32.search(flushed.image)
+
+
+class _FakeRawModule:
+    made = []
+
+    def __init__(self, code=None, options=(), name_expressions=None, path=None):
+        self.kw = {"code": code, "options": options, "name_expressions": name_expressions,
+                   "path": path}
+        _FakeRawModule.made.append(self)
+
+    def get_function(self, symbol):
+        return ("function", symbol)
+
+
+def _fake_cupy(monkeypatch, capability="90"):
+    import types
+
+    cupy = types.ModuleType("cupy")
+    cupy.RawModule = _FakeRawModule
+    device = types.SimpleNamespace(compute_capability=capability)
+    cupy.cuda = types.SimpleNamespace(
+        Device=lambda *a: device, runtime=types.SimpleNamespace(getDevice=lambda: 0))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    _FakeRawModule.made = []
+    return cupy
+
+
+@needs_nvrtc
+def test_loader_compiles_through_nvrtc_with_exact_options_and_loads_the_cubin(
+        monkeypatch, tmp_path):
+    """The real-GPU path never hands source to CuPy (whose compile path appends -ftz=true):
+    NVRTC gets exactly compile_options(sm_XY), CuPy only loads the CUBIN by path."""
+    from alamp_fast.cuda import _kernels, _nvrtc
+
+    monkeypatch.setenv(_kernels.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(_kernels.EMULATE_ENV, raising=False)
+    monkeypatch.setattr(_kernels, "_modules", {})
+    _fake_cupy(monkeypatch)
+    calls = []
+    real = _nvrtc.compile_program
+
+    def spy(source, filename, expressions, options):
+        calls.append((filename, tuple(expressions), tuple(options)))
+        return real(source, filename, expressions, options)
+
+    monkeypatch.setattr(_nvrtc, "compile_program", spy)
+    fn = _kernels.function("alamp", "alamp_score_kernel<double>")
+    assert calls == [("alamp.cu", tuple(_kernels.all_name_expressions()["alamp"]),
+                      _kernels.compile_options("sm_90"))]
+    (module,) = _FakeRawModule.made
+    assert module.kw["code"] is None and module.kw["path"].endswith(".cubin")
+    assert fn[1].startswith("_Z") and "alamp_score_kernel" in fn[1]  # the lowered name
+    assert "--ftz=false" in calls[0][2] and not any("ftz=true" in o for o in calls[0][2])
+    # one module per file: a second expression of the same file compiles nothing
+    _kernels.function("alamp", "alamp_score_kernel<float>")
+    assert len(calls) == 1 and len(_FakeRawModule.made) == 1
+    with pytest.raises(KeyError, match="not among the instantiations"):
+        _kernels.function("alamp", "alamp_score_kernel<int>")
+
+
+def test_emulated_loader_hands_the_whole_file_to_the_stand_in(monkeypatch):
+    from alamp_fast.cuda import _kernels
+
+    monkeypatch.setenv(_kernels.EMULATE_ENV, "emulate")
+    monkeypatch.setattr(_kernels, "_modules", {})
+    _fake_cupy(monkeypatch)
+    _kernels.function("select", "radix_pick")
+    (module,) = _FakeRawModule.made
+    assert module.kw["code"] == _kernels.source("select")
+    assert module.kw["name_expressions"] == tuple(_kernels.all_name_expressions()["select"])
+
+
+@needs_nvrtc
+def test_compile_cache_is_persistent_keyed_on_source_and_survives_damage(monkeypatch, tmp_path):
+    from alamp_fast.cuda import _kernels
+
+    monkeypatch.setenv(_kernels.CACHE_ENV, str(tmp_path / "cache"))
+    first = _kernels.warmup("sm_90", names=["alamp", "select"], jobs=2)
+    assert {k: v["cached"] for k, v in first.items()} == {"alamp": False, "select": False}
+    assert first["select"]["kernels"] == len(_kernels.all_name_expressions()["select"])
+    again = _kernels.warmup("sm_90", names=["alamp", "select"])
+    assert all(v["cached"] for v in again.values())
+    assert again["alamp"]["path"] == first["alamp"]["path"]
+    # a damaged index is not trusted: compiled again
+    Path(first["alamp"]["path"]).with_suffix(".json").write_text("{not json")
+    assert not _kernels.warmup("sm_90", names=["alamp"])["alamp"]["cached"]
+    # an edited source is a new entry (the key covers the text with its headers pasted in)
+    edited = tmp_path / "kernels"
+    shutil.copytree(_kernels.kernel_dir(), edited)
+    (edited / "common.cuh").write_text((edited / "common.cuh").read_text() + "\n// edit\n")
+    monkeypatch.setenv("ALAMP_FAST_KERNELS", str(edited))
+    _kernels.source.cache_clear()
+    try:
+        other = _kernels.warmup("sm_90", names=["alamp"])["alamp"]
+    finally:
+        _kernels.source.cache_clear()
+    assert not other["cached"] and other["path"] != first["alamp"]["path"]
+
+
+@needs_nvrtc
+def test_cuda_warmup_cli(monkeypatch, tmp_path, capsys):
+    from alamp_fast.cli import main
+    from alamp_fast.cuda import _kernels
+
+    monkeypatch.setenv(_kernels.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(_kernels, "all_name_expressions",
+                        lambda real=_kernels.all_name_expressions: {"alamp": real()["alamp"]})
+    assert main(["cuda-warmup", "--arch", "sm_80", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["arch"] == "sm_80" and out["files"]["alamp"]["kernels"] == 2
+    assert Path(out["files"]["alamp"]["path"]).is_file()
+    assert main(["cuda-warmup", "--arch", "sm90"]) == 2
+    assert "sm_90" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_nvrtc_reason() is not None, reason=str(_nvrtc_reason()))
+@needs_nvrtc
 def test_every_kernel_instantiation_compiles_with_nvrtc():
     from alamp_fast.cuda import _kernels
 
     counts = _kernels.nvrtc_compile_check("compute_90")
-    assert counts["rowwise"] > 0 and counts["select"] > 0 and counts["kcenter"] > 0
+    assert counts == {k: len(v) for k, v in _kernels.all_name_expressions().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU-runnable: bfloat16 torch CUDA tensors are widened before DLPack
+
+
+def test_bfloat16_tensors_are_widened_before_cupy_from_dlpack():
+    torch = pytest.importorskip("torch")
+    import types
+
+    from alamp_fast._dispatch import torch_cuda_to_cupy
+
+    handed = []
+    fake = types.SimpleNamespace(from_dlpack=lambda t: handed.append(t) or t)
+    t = torch.tensor([[0.1, 0.7, 0.2]], dtype=torch.bfloat16)
+    torch_cuda_to_cupy(t, fake)
+    assert handed[-1].dtype == torch.float32
+    assert torch.equal(handed[-1], t.float())  # exact widening
+    for dtype in (torch.float16, torch.float32, torch.float64, torch.int64):
+        torch_cuda_to_cupy(t.to(dtype), fake)
+        assert handed[-1].dtype == dtype  # everything else zero-copy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,3 +830,198 @@ def test_torch_cuda_in_torch_cuda_out(rng):
     sel = af.diversify(m, top, 50, largest=False)
     assert sel.is_cuda
     assert_exact(sel.cpu().numpy(), af.diversify(want_m, want_top, 50, largest=False), "div")
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU: the defects of issue 15, each a test that failed before its fix
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_subnormal_probabilities_are_not_flushed(rng, dtype):
+    """CuPy's compile path appended -ftz=true: float32 subnormal margins became 0."""
+    import cupy as cp
+
+    import alamp_fast.cuda as afc
+
+    tiny = np.finfo(dtype).smallest_subnormal
+    P = np.zeros((300, 5), dtype=dtype)
+    P[:, 0] = tiny * rng.integers(1, 1000, 300)
+    P[:, 1] = tiny * rng.integers(0, 1000, 300)
+    P[::3, 2] = np.finfo(dtype).tiny * 0.75  # subnormal, near the normal range
+    want_m, want_top = af.top2_margin(P)
+    assert (want_m[want_m > 0] < np.finfo(dtype).tiny).any()  # subnormal margins
+    m, top = afc.top2_margin(cp.asarray(P))
+    assert_exact(m.get(), want_m, "subnormal margins")
+    assert_exact(top.get(), want_top, "top class")
+    prev = (tiny * rng.integers(0, 50, 300)).astype(dtype)
+    want_s = af.alamp_score(prev, want_m)
+    assert_exact(afc.alamp_score(cp.asarray(prev), cp.asarray(want_m)).get(), want_s, "alamp")
+    assert_exact(afc.top2_margin_alamp(cp.asarray(P), cp.asarray(prev))[2].get(), want_s,
+                 "fused alamp")
+    for largest in (True, False):
+        assert_exact(afc.select_top(cp.asarray(want_m), 50, largest=largest).get(),
+                     af.select_top(want_m, 50, largest=largest), "select_top on subnormals")
+    # the public API with device="cuda"
+    assert_exact(af.top2_margin(P, device="cuda")[0], want_m, "device='cuda' margins")
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kcenter_with_features_far_from_the_origin_matches_cpu(rng, dtype):
+    """The GPU's initial GEMM did not centre the features: with an offset of 1000 its nearest
+    labeled point was wrong for most rows in float32."""
+    import cupy as cp
+
+    import alamp_fast.cuda as afc
+    from alamp_fast.coreset import _nearest_d2
+    from alamp_fast.cuda.coreset import nearest_labeled_d2
+
+    n, d = 400, 16
+    X = (rng.standard_normal((n, d)) + 1000.0).astype(dtype)
+    labeled = rng.choice(n, 60, replace=False)
+    want_d2 = _nearest_d2(X, X[labeled])
+    got_d2 = nearest_labeled_d2(cp.asarray(X), cp.asarray(labeled)).get()
+    assert_close(got_d2, want_d2, "distance to the nearest labeled row", rtol=1e-9)
+    for b in (1, 25):
+        want = af.kcenter_greedy(X, labeled, b)
+        got = afc.kcenter_greedy(cp.asarray(X), cp.asarray(labeled), b).get()
+        assert_exact(got, want, f"k-center picks b={b}")
+        assert_exact(af.kcenter_greedy(X, labeled, b, device="cuda"), want, "device='cuda'")
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32])
+def test_integer_scores_beyond_2_53_are_keyed_exactly(rng, dtype):
+    """Integer scores were keyed as float64 on the GPU: values 3 apart near 2**62 tied."""
+    import cupy as cp
+
+    import alamp_fast.cuda as afc
+
+    n = 3000
+    base = (1 << 62) if dtype != np.int32 else (1 << 30)
+    scores = (base + rng.integers(-200, 200, n) * 3).astype(dtype)
+    if dtype == np.int64:
+        scores[::7] = -scores[::7]
+    pc = rng.integers(0, 9, n)
+    exclude = rng.choice(n, 100, replace=False)
+    for largest in (True, False):
+        for b in (1, 37, 500):
+            kw = {"exclude": exclude, "largest": largest}
+            want = af.select_top(scores, b, **kw)
+            got = afc.select_top(cp.asarray(scores), b, exclude=cp.asarray(exclude),
+                                 largest=largest).get()
+            assert_exact(got, want, f"select_top b={b} largest={largest}")
+            assert_exact(af.select_top(scores, b, device="cuda", **kw), want, "device='cuda'")
+            want = af.diversify(scores, pc, b, **kw)
+            got = afc.diversify(cp.asarray(scores), cp.asarray(pc), b,
+                                exclude=cp.asarray(exclude), largest=largest).get()
+            assert_exact(got, want, f"diversify b={b} largest={largest}")
+
+
+@gpu
+@needs_gpu
+def test_uint64_scores_beyond_int64_raise_the_cpu_error(rng):
+    import cupy as cp
+
+    import alamp_fast.cuda as afc
+
+    scores = rng.integers(0, 1000, 500).astype(np.uint64)
+    scores[123] = np.uint64((1 << 63) + 5)
+    for name, args in (("select_top", (scores, 3)),
+                       ("diversify", (scores, rng.integers(0, 4, 500), 3))):
+        with pytest.raises(ValueError) as cpu_err:
+            getattr(af, name)(*args)
+        with pytest.raises(ValueError) as gpu_err:
+            getattr(afc, name)(*(cp.asarray(a) for a in args))
+        assert str(gpu_err.value) == str(cpu_err.value)
+        with pytest.raises(ValueError) as api_err:
+            getattr(af, name)(*args, device="cuda")
+        assert str(api_err.value) == str(cpu_err.value)
+    scores[123] = np.uint64((1 << 63) - 1)  # the largest value that fits still works
+    assert_exact(afc.select_top(cp.asarray(scores), 3).get(), af.select_top(scores, 3), "max")
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_alamp_raises_where_the_cpu_raises_on_an_overflowing_margin(dtype):
+    """float32 [3e38, -3e38] has an Inf margin: alamp_score raises; the fused kernel gave NaN."""
+    import cupy as cp
+
+    import alamp_fast.cuda as afc
+
+    big = np.finfo(dtype).max * 0.9
+    P = np.array([[0.5, 0.25], [big, -big], [0.1, 0.2]], dtype=dtype)
+    prev = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+    with pytest.raises(ValueError) as cpu_err:
+        af.alamp_score(prev, af.top2_margin(P)[0])
+    with pytest.raises(ValueError) as gpu_err:
+        afc.top2_margin_alamp(cp.asarray(P), cp.asarray(prev))
+    assert str(gpu_err.value) == str(cpu_err.value)
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_entropy_of_a_row_depends_only_on_the_row(rng, dtype, tmp_path):
+    """float64 entropy was split across lanes differently per layout, vector width and chunk:
+    about half the rows differed by one ulp. Now every path gives the same bits."""
+    import cupy as cp
+
+    import alamp_fast.cuda as afc
+
+    for n, C in ((90, 8), (70, 40), (40, 300), (6, 2050)):
+        P = rng.dirichlet(np.full(C, 0.3), n).astype(dtype)
+        P[::5, 1] = 0
+        ref = afc.entropy(cp.asarray(P), layout="group").get()
+        assert_close(ref, af.entropy(P), "entropy vs CPU", rtol=1e-12 if dtype == np.float64
+                     else 2.0**-22, atol=1e-300)
+        for layout in ("group", "block", None):
+            for name, dev in (("aligned", cp.asarray(P)), ("misaligned", _misaligned(cp, P))):
+                assert_exact(afc.entropy(dev, layout=layout).get(), ref,
+                             f"entropy {n}x{C} layout={layout} {name}")
+        for chunk in (1, 7):
+            assert_exact(afc.entropy(P, chunk_rows=chunk).get(), ref, f"streamed by {chunk}")
+        # a row alone gives the bits it gives among others
+        for i in (0, n - 1):
+            assert_exact(afc.entropy(cp.asarray(P[i : i + 1])).get(), ref[i : i + 1],
+                         f"row {i} alone")
+
+
+@gpu
+@needs_gpu
+def test_streamed_staging_does_not_overwrite_a_freed_block_still_read(rng, tmp_path):
+    """``m, _ = top2_margin(mm1); s = m * 2; del m; top2_margin(mm2)``: the pool may hand m's
+    block to the second call's staging buffer while ``m * 2`` is still queued."""
+    import alamp_fast.cuda as afc
+
+    n, C = 4000, 8
+    P1 = _probs(rng, n, C, np.float32, kind="normal")
+    # a staging buffer of P2 (250 x 16 float32) has the bytes of m (4000 float32)
+    P2 = _probs(rng, 1000, 16, np.float32, kind="normal")
+    for _ in range(3):
+        m, _top = afc.top2_margin(P1, chunk_rows=n)
+        s = m * 2
+        del m, _top
+        afc.top2_margin(P2, chunk_rows=250)
+        assert_exact(s.get(), af.top2_margin(P1)[0] * 2, "m * 2 after the block was reused")
+
+
+@gpu
+@pytest.mark.skipif(_cuda_skip_reason("torch-cuda") is not None,
+                    reason=str(_cuda_skip_reason("torch-cuda")))
+def test_bfloat16_torch_cuda_tensors_match_cpu(rng):
+    import torch
+
+    P = torch.from_numpy(rng.dirichlet(np.ones(10), 333).astype(np.float32)).to(torch.bfloat16)
+    want_m, want_top = af.top2_margin(P)
+    m, top = af.top2_margin(P.cuda())
+    assert m.is_cuda and m.dtype == torch.float32
+    assert_exact(m.cpu().numpy(), want_m.numpy(), "bf16 margin")
+    assert_exact(top.cpu().numpy(), want_top.numpy(), "bf16 top class")
+    assert_close(af.entropy(P.cuda()).cpu().numpy(), af.entropy(P).numpy(), "bf16 entropy",
+                 rtol=2.0**-22, atol=1e-300)
