@@ -1,4 +1,4 @@
-"""Feature sets for simulations: ``.npz`` / ``.npy`` files, or scikit-learn's digits.
+"""Feature sets for simulations: ``.npz``, ``.npy``, Parquet or HDF5 files, or scikit-learn's digits.
 
 Accepted files
 --------------
@@ -8,7 +8,18 @@ Accepted files
 * plain ``.npz``: ``X`` ``(N, D)`` and ``y`` ``(N,)`` (integers or strings), optionally
   ``classes`` (then ``y`` indexes into it);
 * ``.npy`` features ``(N, D)`` with the labels given separately (``labels=``: an array, a
-  ``.npy`` file, or a text file with one label per line).
+  ``.npy`` file, or a text file with one label per line);
+* Parquet (``.parquet``, needs ``pyarrow``: ``pip install 'alamp_fast[parquet]'``): the
+  features are one list column of equal-length vectors (chosen by ``key``, else the only list
+  column), or else every numeric column but the labels; the labels are the column ``y``,
+  ``label`` or ``labels`` (the first present);
+* HDF5 (``.h5``, ``.hdf5``, needs ``h5py``: ``pip install 'alamp_fast[hdf5]'``): the dataset
+  ``key`` (a path such as ``feats/train``), else ``X``, else ``Xq`` with ``scale`` and
+  ``zero_point`` as in ``.npz``; labels ``y`` and optional ``classes`` beside it.
+
+``key`` picks the features array of a multi-array file (an ``.npz`` array name, a Parquet
+column, an HDF5 dataset path). The dataset's name (in results and plot titles) is ``name``,
+or the train file's name without its extension.
 
 Labels come back as int64 codes ``0..C-1`` into ``classes``; a test file's labels are
 matched to the train file's classes by name (or value).
@@ -79,7 +90,7 @@ def _read_labels(labels) -> np.ndarray:
 
 
 def load_features(
-    path, labels=None, *, require_labels: bool = True
+    path, labels=None, *, require_labels: bool = True, key: str | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Read one features file.
 
@@ -92,6 +103,9 @@ def load_features(
         Labels for a ``.npy`` file (required there) or to override an ``.npz`` file's ``y``.
     require_labels : bool, default True
         False reads an unlabeled pool: ``y`` is then None when the file has none.
+    key : str, optional
+        The features array of a multi-array file: an ``.npz`` array name, a Parquet column,
+        an HDF5 dataset path (see the module docstring for the defaults).
 
     Returns
     -------
@@ -117,10 +131,17 @@ def load_features(
         raise FileNotFoundError(f"no such features file: {path}")
     classes = None
     y = None
-    if path.endswith(".npz"):
+    lower = path.lower()
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"key must be a string, got {key!r}")
+    if lower.endswith(".npz"):
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
-            if "Xq" in keys:
+            if key is not None:
+                if key not in keys:
+                    raise ValueError(f"{path}: no array {key!r} (--key); arrays: {sorted(keys)}")
+                X = np.asarray(data[key], dtype=np.float32)
+            elif "Xq" in keys:
                 for key in ("scale", "zero_point"):
                     if key not in keys:
                         raise ValueError(f"{path}: quantized file has Xq but no {key!r}")
@@ -135,10 +156,18 @@ def load_features(
                 y = data["y"]
             if "classes" in keys:
                 classes = data["classes"]
-    elif path.endswith(".npy"):
+    elif lower.endswith(".npy"):
+        if key is not None:
+            raise ValueError(f"{path}: a .npy file holds one array; --key {key!r} does not apply")
         X = np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+    elif lower.endswith((".parquet", ".pq")):
+        X, y, classes = _read_parquet(path, key)
+    elif lower.endswith((".h5", ".hdf5", ".hdf")):
+        X, y, classes = _read_hdf5(path, key)
     else:
-        raise ValueError(f"{path}: features must be a .npz or .npy file")
+        raise ValueError(
+            f"{path}: features must be a .npz, .npy, .parquet or .h5/.hdf5 file"
+        )
     if labels is not None:
         y = _read_labels(labels)
     if y is None and require_labels:
@@ -163,6 +192,123 @@ def load_features(
     return X, y, classes
 
 
+_LABEL_COLUMNS = ("y", "label", "labels")
+
+
+def _optional(module: str, extra: str, path: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"{path}: reading this file needs {module}: pip install 'alamp_fast[{extra}]'"
+        ) from None
+
+
+def _read_parquet(path: str, key: str | None):
+    pq = _optional("pyarrow.parquet", "parquet", path)
+    import pyarrow as pa
+
+    table = pq.read_table(path)
+    names = table.column_names
+    label = next((c for c in _LABEL_COLUMNS if c in names), None)
+    y = None if label is None else table.column(label).to_numpy(zero_copy_only=False)
+    lists = [
+        c
+        for c in names
+        if pa.types.is_list(table.schema.field(c).type)
+        or pa.types.is_fixed_size_list(table.schema.field(c).type)
+        or pa.types.is_large_list(table.schema.field(c).type)
+    ]
+    if key is not None:
+        if key not in names:
+            raise ValueError(f"{path}: no column {key!r} (--key); columns: {names[:20]}")
+        if key in lists:
+            X = _list_column(table.column(key), path, key)
+        else:
+            X = table.column(key).to_numpy(zero_copy_only=False).reshape(-1, 1)
+    elif len(lists) == 1:
+        X = _list_column(table.column(lists[0]), path, lists[0])
+    elif len(lists) > 1:
+        raise ValueError(f"{path}: several vector columns {lists}; choose one with --key")
+    else:
+        numeric = [
+            c
+            for c in names
+            if c != label
+            and (
+                pa.types.is_integer(table.schema.field(c).type)
+                or pa.types.is_floating(table.schema.field(c).type)
+            )
+        ]
+        if not numeric:
+            raise ValueError(f"{path}: no numeric feature columns (columns: {names[:20]})")
+        X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in numeric])
+    X = np.asarray(X, dtype=np.float32)
+    if y is not None and y.dtype == object:
+        y = np.asarray([str(v) for v in y])
+    return X, y, None
+
+
+def _list_column(column, path: str, key: str) -> np.ndarray:
+    import pyarrow as pa
+
+    column = column.combine_chunks()
+    if column.null_count:
+        raise ValueError(f"{path}: column {key!r} has {column.null_count} missing rows")
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+        flat = column.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape(-1, width)
+    lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+    if lengths.size and (lengths != lengths[0]).any():
+        bad = int(np.flatnonzero(lengths != lengths[0])[0])
+        raise ValueError(
+            f"{path}: column {key!r} row {bad} has {lengths[bad]} values, row 0 has {lengths[0]}"
+        )
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(len(column), int(lengths[0]) if lengths.size else 0)
+
+
+def _read_hdf5(path: str, key: str | None):
+    h5py = _optional("h5py", "hdf5", path)
+    with h5py.File(path, "r") as f:
+        def get(name):
+            obj = f.get(name)
+            return obj[()] if isinstance(obj, h5py.Dataset) else None
+
+        if key is not None:
+            obj = f.get(key)
+            if not isinstance(obj, h5py.Dataset):
+                found = []
+                f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) else None)
+                raise ValueError(f"{path}: no dataset {key!r} (--key); datasets: {found[:20]}")
+            X = np.asarray(obj[()], dtype=np.float32)
+            parent = obj.parent.name.rstrip("/") + "/"
+        elif get("X") is not None:
+            X, parent = np.asarray(get("X"), dtype=np.float32), "/"
+        elif get("Xq") is not None:
+            scale, zp = get("scale"), get("zero_point")
+            if scale is None or zp is None:
+                raise ValueError(f"{path}: quantized file has Xq but no 'scale'/'zero_point'")
+            X = (get("Xq").astype(np.float32) - np.float32(zp)) * np.float32(scale)
+            parent = "/"
+        else:
+            raise ValueError(f"{path}: no dataset 'X' or 'Xq'; choose the features with --key")
+        y = get(parent + "y")
+        if y is None and parent != "/":
+            y = get("y")
+        classes = get(parent + "classes")
+        if classes is None and parent != "/":
+            classes = get("classes")
+    if classes is not None:
+        classes = np.asarray([c.decode() if isinstance(c, bytes) else str(c) for c in classes])
+    if y is not None and y.dtype.kind in "OS":
+        y = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in y])
+    return X, y, classes
+
+
 def _names(y: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
     """Per-row class identity (name if known, else the raw label)."""
     return np.asarray(classes)[y] if classes is not None else y
@@ -178,6 +324,8 @@ def load_dataset(
     drop_classes=(),
     test_size: float = 0.25,
     seed: int = 0,
+    key: str | None = None,
+    name: str | None = None,
 ) -> Dataset:
     """Load a train/test split of features and labels.
 
@@ -199,6 +347,10 @@ def load_dataset(
         Fraction held out when ``test`` is None.
     seed : int
         Seed of that split.
+    key : str, optional
+        The features array in both files (see :func:`load_features`).
+    name : str, optional
+        The dataset's name in results; default: the train file's name without extension.
 
     Returns
     -------
@@ -214,13 +366,14 @@ def load_dataset(
         if test is not None:
             raise ValueError("a test file was given without a train file")
         X, y, classes = _digits()
-        name = "digits"
+        name = "digits" if name is None else name
     else:
-        X, y, classes = load_features(train, train_labels)
-        name = os.path.splitext(os.path.basename(os.fspath(train)))[0]
+        X, y, classes = load_features(train, train_labels, key=key)
+        default_name = os.path.splitext(os.path.basename(os.fspath(train)))[0]
+        name = default_name if name is None else name
     names_train = _names(y, classes)
     if test is not None:
-        X_test, y_test, classes_test = load_features(test, test_labels)
+        X_test, y_test, classes_test = load_features(test, test_labels, key=key)
         if X_test.shape[1] != X.shape[1]:
             raise ValueError(
                 f"train has {X.shape[1]} features per row but test has {X_test.shape[1]}"

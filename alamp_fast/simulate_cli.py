@@ -7,12 +7,20 @@ reads features (see :mod:`alamp_fast.datasets`) and defaults to the paper's prot
 acquisition run on that Dask cluster, with the same picks. ``--scheme ft`` runs the paper's
 fine-tuning scheme instead (:mod:`alamp_fast.finetune`, needs torch): ``--train``/``--test``
 are then images (an ``.npz`` with X uint8 (N, H, W, 3) and y, or a folder of class folders).
+
+Every finished (strategy, run) is written to ``OUT/checkpoint/`` as it completes; an
+interrupted run (Ctrl-C, SIGTERM) keeps them and ``--resume`` continues it with the same final
+numbers. A progress bar with an ETA is shown on a terminal (not when standard error is piped or
+with ``--quiet``). Without matplotlib the plots are skipped with one line saying so (the
+results are written, exit code 0); ``--no-plots`` skips them silently.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import time
 
 #: Protocol defaults: (init, step, iterations) on files (the paper's) and on the digits demo.
 PAPER_DEFAULTS = (200, 200, 15)
@@ -26,8 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--train",
         metavar="FILE",
-        help="train/pool features: .npz (quantized Xq/scale/zero_point/y or X/y) "
-        "or .npy with --train-labels (default: scikit-learn's digits)",
+        help="train/pool features: .npz (quantized Xq/scale/zero_point/y or X/y), "
+        ".npy with --train-labels, .parquet (pyarrow) or .h5/.hdf5 (h5py) "
+        "(default: scikit-learn's digits)",
+    )
+    data.add_argument(
+        "--key",
+        metavar="NAME",
+        help="the features array of a multi-array file: .npz array, Parquet column, HDF5 "
+        "dataset path (default: X/Xq, the only vector column, ...)",
+    )
+    data.add_argument(
+        "--name",
+        metavar="NAME",
+        help="dataset name in results and plots (default: the --train file's name)",
     )
     data.add_argument(
         "--test",
@@ -90,7 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--classifier",
         default="linear-svc",
         metavar="NAME",
-        help="linear-svc (default), logreg, svc, af-svm, af-svm-cv",
+        help="a name (linear-svc (default), logreg, svc, af-svm, af-svm-cv, ...) or "
+        "package.module:Class, any scikit-learn classifier with predict_proba or "
+        "decision_function, built with its defaults",
     )
     proto.add_argument(
         "--cost-sensitive",
@@ -130,7 +152,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="store every run's labeled rows, in order, in results.json",
     )
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT/checkpoint/ (same options and data)",
+    )
+    out.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: shown on a terminal)"
+    )
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -190,13 +219,72 @@ def _list(text: str) -> list[str]:
     return [item.strip() for item in str(text).split(",") if item.strip()]
 
 
+def resolve_classifier(spec: str):
+    """A classifier name of :data:`~alamp_fast.protocol.CLASSIFIERS`, or ``module:Class``
+    imported and built with its defaults (checked: ``fit`` and ``predict_proba`` or
+    ``decision_function``). Errors are one-line ValueErrors naming ``--classifier``."""
+    from alamp_fast.protocol import CLASSIFIERS
+
+    if spec in CLASSIFIERS:
+        return spec
+    if ":" not in spec:
+        raise ValueError(
+            f"unknown --classifier {spec!r}; choose from {', '.join(CLASSIFIERS)}, or give "
+            "package.module:Class"
+        )
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"--classifier {spec!r}: cannot import {module_name!r}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ValueError(f"--classifier {spec!r}: {module_name!r} has no {attr!r}")
+    try:
+        est = obj() if isinstance(obj, type) or callable(obj) else obj
+    except Exception as exc:
+        raise ValueError(f"--classifier {spec!r}: building it failed: {exc}") from None
+    if not hasattr(est, "fit") or not (
+        hasattr(est, "predict_proba") or hasattr(est, "decision_function")
+    ):
+        raise ValueError(
+            f"--classifier {spec!r} is not a classifier with fit and predict_proba or "
+            "decision_function"
+        )
+    if not hasattr(est, "get_params"):
+        raise ValueError(f"--classifier {spec!r} is not a scikit-learn estimator (no get_params)")
+    return est
+
+
+def plots_available() -> bool:
+    """Whether matplotlib imports (the PNG plots need it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so it stops as Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the protocol described by ``args``; returns the exit code."""
+    from alamp_fast.al.loop import remove_checkpoint
     from alamp_fast.cli import CLIError
     from alamp_fast.datasets import load_dataset
-    from alamp_fast.protocol import CLASSIFIERS, simulate
+    from alamp_fast.protocol import simulate
     from alamp_fast.report import summary_table, write_results
     from alamp_fast.strategies import STRATEGIES, canonical_name
+
+    t_wall = time.perf_counter()
 
     if args.scheme not in ("svm", "ft"):
         raise CLIError(f"--scheme must be svm or ft, got {args.scheme!r}")
@@ -208,10 +296,7 @@ def run(args: argparse.Namespace) -> int:
     if not strategies:
         raise CLIError("--strategies is empty")
     strategies = [canonical_name(s) for s in strategies]
-    if args.classifier not in CLASSIFIERS:
-        raise CLIError(
-            f"unknown --classifier {args.classifier!r}; choose from {', '.join(CLASSIFIERS)}"
-        )
+    classifier = resolve_classifier(args.classifier)
     if args.cost_sensitive not in ("auto", "on", "off"):
         raise CLIError(f"--cost-sensitive must be auto, on or off, got {args.cost_sensitive!r}")
     cost = {"auto": None, "on": True, "off": False}[args.cost_sensitive]
@@ -234,6 +319,15 @@ def run(args: argparse.Namespace) -> int:
     if args.test and not args.train:
         raise CLIError("--test needs --train")
     scheduler, chunk_rows = cluster_options(args)
+    plots = not args.no_plots
+    if plots and not plots_available():
+        # decided before any work: the run goes on, the results are written, no PNGs
+        print(
+            "alamp-fast simulate: matplotlib is not installed, so no PNG plots (pip install "
+            "'alamp_fast[plot]'); results.json and results.csv are written",
+            file=sys.stderr,
+        )
+        plots = False
 
     data = load_dataset(
         args.train,
@@ -244,12 +338,21 @@ def run(args: argparse.Namespace) -> int:
         drop_classes=drop,
         test_size=test_size,
         seed=seed,
+        key=args.key,
+        name=args.name,
     )
     alamp_kw = {"certainty": args.certainty}
-    result = simulate(
-        data,
-        strategies=strategies,
-        classifier=args.classifier,
+    from pathlib import Path
+
+    checkpoint = Path(args.out) / "checkpoint"
+    if args.resume and not (checkpoint / "meta.json").exists():
+        raise CLIError(f"--resume: no interrupted run to continue in {checkpoint}")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = simulate(
+            data,
+            strategies=strategies,
+            classifier=classifier,
         init=init,
         step=step,
         iterations=iterations,
@@ -258,26 +361,39 @@ def run(args: argparse.Namespace) -> int:
         targets=targets,
         imbalance=imbalance,
         cost_sensitive=cost,
-        strategy_kwargs={k: alamp_kw for k in ("alamp", "alamp-div") if k in strategies},
-        progress=not args.quiet,
-        scheduler=scheduler,
-        chunk_rows=chunk_rows,
-    )
-    extra = {"argv": sys.argv[1:], "normalize": bool(args.normalize), "drop_classes": drop}
-    try:
-        paths = write_results(
-            result, args.out, plots=not args.no_plots, include_order=args.save_order, extra=extra
+            strategy_kwargs={k: alamp_kw for k in ("alamp", "alamp-div") if k in strategies},
+            progress=False if args.quiet else "auto",
+            scheduler=scheduler,
+            chunk_rows=chunk_rows,
+            checkpoint=checkpoint,
+            resume=args.resume,
         )
-    except ImportError as exc:
-        raise CLIError(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        n = len(list(checkpoint.glob("S*-R*.npz"))) if checkpoint.is_dir() else 0
+        print(
+            f"alamp-fast simulate: interrupted; {n} finished (strategy, run) result(s) kept in "
+            f"{checkpoint}: rerun the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    extra = {"argv": sys.argv[1:], "normalize": bool(args.normalize), "drop_classes": drop}
+    paths = write_results(
+        result, args.out, plots=plots, include_order=args.save_order, extra=extra
+    )
+    remove_checkpoint(checkpoint)  # the results are written: nothing to resume
     doc = {"strategies": result.summary()}
     ds = result.dataset
+    name = args.classifier if isinstance(classifier, str) else type(classifier).__name__
     print(
         f"{ds['name']}: pool {ds['n_pool']} x {data.X_train.shape[1]}, {ds['n_classes']} "
-        f"classes (ir {ds['pool_ir']:.2f}), test {ds['n_test']}; {args.classifier}"
+        f"classes (ir {ds['pool_ir']:.2f}), test {ds['n_test']}; {name}"
         f"{' (cost-sensitive)' if result.config['cost_sensitive'] else ''}; init {init}, "
-        f"{iterations} x {step}, {runs} run(s), {result.total_s:.1f} s"
+        f"{iterations} x {step}, {runs} run(s); simulation {result.total_s:.1f} s, "
+        f"wall {time.perf_counter() - t_wall:.1f} s (with loading and compilation)"
     )
     print(summary_table(doc))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+

@@ -52,8 +52,9 @@ __all__ = [
     "check_picks",
     "make_progress",
     "prepare_protocol",
+    "remove_checkpoint",
     "run_protocol",
-    "test_scores",
+    "eval_scores",
     "warm_up",
 ]
 
@@ -89,7 +90,7 @@ def check_picks(key, picks, step, n_pool, is_labeled) -> None:
         raise ValueError(f"strategy {key!r} returned a duplicate or already-labeled row")
 
 
-def test_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[float, float]:
+def eval_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[float, float]:
     """``(accuracy, balanced accuracy)`` of class codes, with ``np.bincount``.
 
     The balanced accuracy is scikit-learn's: the mean recall over the classes present in
@@ -97,7 +98,7 @@ def test_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple
 
     Examples
     --------
-    >>> test_scores(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3)
+    >>> eval_scores(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3)
     (0.75, 0.8333333333333334)
     """
     hit = y_pred == y_true
@@ -367,13 +368,21 @@ class Checkpoint:
 
     def clear(self) -> None:
         """Remove the directory (after the final results were written)."""
-        for file in self.path.glob("*"):
-            if file.is_file():
-                file.unlink()
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
+        remove_checkpoint(self.path)
+
+
+def remove_checkpoint(path) -> None:
+    """Delete a checkpoint directory's files (``meta.json``, records, stray temporaries)."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    for file in path.iterdir():
+        if file.name == "meta.json" or file.suffix in (".npz", ".tmp"):
+            file.unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:  # something else lives there: leave it
+        pass
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -469,7 +478,7 @@ def _one_run(setup, scheme, strategy, key, run, rseed, initial, bar) -> RunRecor
         clf.fit(scheme.X_pool[labeled], y_pool[labeled])
         t1 = time.perf_counter()
         y_pred = np.asarray(clf.predict(scheme.X_test))
-        rec["accuracy"][it], rec["balanced_accuracy"][it] = test_scores(
+        rec["accuracy"][it], rec["balanced_accuracy"][it] = eval_scores(
             setup.y_eval, y_pred, n_classes
         )
         counts = np.bincount(y_pool[labeled], minlength=n_classes)
