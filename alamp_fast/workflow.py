@@ -71,6 +71,7 @@ come back, besides the candidates and alamp's state.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import contextvars
 import csv
@@ -1567,9 +1568,11 @@ class Project:
             ingested then: the state is left untouched.
         """
         records, origin = _read_records(source, id_column, label_column)
-        with self._lock("label") as lock:
+        with self._lock("label") as lock, contextlib.closing(records):
             _fault("label:locked")
             st = self._enter(lock)
+            if records.note:
+                self.notes.append(records.note)
             classes = st.meta["classes"]
             code_of = {c: i for i, c in enumerate(classes)}
             row_of = {s: i for i, s in enumerate(st.ids.tolist())}
@@ -1577,54 +1580,76 @@ class Project:
             requested = np.zeros(st.n_pool, dtype=bool)
             requested[st.batches["row"]] = True
 
-            blank = sum(1 for _, lab, _ in records if lab == "")
-            records = [r for r in records if r[1] != ""]
-            if not records:
+            # One pass over the records, streamed (a CSV is never held in memory): what is
+            # kept per record is its row, class and position, 24 bytes.
+            problems = _Problems(origin)
+            rows_buf, cls_buf, pos_buf = array.array("q"), array.array("q"), array.array("q")
+            blank = n_records = 0
+            for sid, lab, pos in records:
+                n_records += 1
+                if lab == "":
+                    blank += 1
+                    continue
+                row, cls = row_of.get(sid), code_of.get(lab)
+                if row is None:
+                    problems.add("unknown_id", f"{sid!r} ({records.where(pos)})")
+                if cls is None:
+                    problems.add("unknown_class", f"{lab!r} ({records.where(pos)})")
+                if row is not None and cls is not None:
+                    rows_buf.append(row)
+                    cls_buf.append(cls)
+                    pos_buf.append(pos)
+            if n_records == 0:
+                raise ValueError(records.empty_message)
+            if n_records == blank:
                 raise ValueError(
                     f"{origin} holds no labels ({blank} row(s), every {label_column!r} cell empty)"
                 )
-            problems = _Problems(origin)
-            where_of: dict[str, list[str]] = {}
-            for sid, lab, where in records:
-                where_of.setdefault(sid, []).append(where)
-                if sid not in row_of:
-                    problems.add("unknown_id", f"{sid!r} ({where})")
-                if lab not in code_of:
-                    problems.add("unknown_class", f"{lab!r} ({where})")
-            for sid, wheres in where_of.items():
-                if len(wheres) > 1:
-                    problems.add("duplicate", f"{sid!r} ({', '.join(wheres)})")
-            new_rows, new_cls, is_relabel = [], [], []
+            rows = np.frombuffer(rows_buf, dtype=np.int64)
+            cls = np.frombuffer(cls_buf, dtype=np.int64)
+            pos = np.frombuffer(pos_buf, dtype=np.int64)
+            uniq, first, counts = np.unique(rows, return_index=True, return_counts=True)
+            if (counts > 1).any():
+                for r in uniq[counts > 1][np.argsort(first[counts > 1], kind="stable")]:
+                    wheres = ", ".join(records.where(int(q)) for q in pos[rows == r])
+                    problems.add("duplicate", f"{str(st.ids[r])!r} ({wheres})")
+            new_rows = new_cls = np.empty(0, dtype=np.int64)
+            is_relabel = np.empty(0, dtype=bool)
             n_unchanged = n_unrequested = 0
             if not problems:
-                for sid, lab, where in records:
-                    row, cls = row_of[sid], code_of[lab]
-                    if y[row] == cls:
-                        n_unchanged += 1
-                        continue
-                    if not requested[row]:
-                        n_unrequested += 1
-                        if not allow_unrequested:
-                            problems.add("unrequested", f"{sid!r} ({where})")
-                    if y[row] >= 0 and not relabel:
+                changed = y[rows] != cls
+                n_unchanged = int((~changed).sum())
+                unrequested = changed & ~requested[rows]
+                n_unrequested = int(unrequested.sum())
+                if n_unrequested and not allow_unrequested:
+                    for q in np.flatnonzero(unrequested)[:_Problems.SHOWN]:
                         problems.add(
-                            "relabel", f"{sid!r} ({where}: {lab}, labeled {classes[y[row]]} before)"
+                            "unrequested", f"{str(st.ids[rows[q]])!r} ({records.where(int(pos[q]))})"
                         )
-                    new_rows.append(row)
-                    new_cls.append(cls)
-                    is_relabel.append(bool(y[row] >= 0))
+                    problems.extra("unrequested", n_unrequested - min(n_unrequested, _Problems.SHOWN))
+                relabeled = changed & (y[rows] >= 0)
+                if relabeled.any() and not relabel:
+                    for q in np.flatnonzero(relabeled)[:_Problems.SHOWN]:
+                        problems.add(
+                            "relabel",
+                            f"{str(st.ids[rows[q]])!r} ({records.where(int(pos[q]))}: "
+                            f"{classes[cls[q]]}, labeled {classes[y[rows[q]]]} before)",
+                        )
+                    n_rel = int(relabeled.sum())
+                    problems.extra("relabel", n_rel - min(n_rel, _Problems.SHOWN))
+                new_rows, new_cls, is_relabel = rows[changed], cls[changed], relabeled[changed]
             problems.raise_if_any(classes, st.ids)
 
-            n_new = len(new_rows) - sum(is_relabel)
-            n_relabeled = sum(is_relabel)
-            if new_rows:
+            n_relabeled = int(is_relabel.sum())
+            n_new = int(new_rows.size) - n_relabeled
+            if new_rows.size:
                 _fault("label:validated")
                 st.append(
                     "labels",
                     row=new_rows,
                     cls=new_cls,
-                    round=np.full(len(new_rows), st.n_rounds),
-                    time=np.full(len(new_rows), time.time()),
+                    round=np.full(new_rows.size, st.n_rounds),
+                    time=np.full(new_rows.size, time.time()),
                     relabel=is_relabel,
                 )
                 st.meta["ingests"].append(
@@ -1892,48 +1917,170 @@ def _write_batch_csv(
     for rank, (sid, s, m, p) in enumerate(
         zip(batch.ids, batch.scores, batch.margins, batch.predicted, strict=True), start=1
     ):
-        w.writerow([rank, sid, _fmt(s), _fmt(m), p or "", ""])
+        w.writerow([rank, _csv_escape(sid), _fmt(s), _fmt(m), _csv_escape(p or ""), ""])
     target = batch.path if path is None else path
     target.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(target, buf.getvalue().encode("utf-8"), fault=fault)
 
 
-def _read_records(source, id_column: str, label_column: str):
-    """(id, label, where) triples and a name for messages, from a CSV path or Python records."""
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        header, rows = _read_csv(path)
-        id_col = _find_column(header, id_column, path)
-        label_col = _find_column(header, label_column, path)
-        records = []
-        for line, cells in rows:
-            sid = cells[id_col] if id_col < len(cells) else ""
-            lab = cells[label_col] if label_col < len(cells) else ""
-            if sid == "" and lab != "":
-                raise ValueError(f"{path} line {line}: label {lab!r} has an empty {id_column!r}")
-            records.append((sid, lab, f"line {line}"))
-        if not records:
-            raise ValueError(f"{path} has a header but no rows")
-        return records, os.path.basename(path)
-    items = source.items() if isinstance(source, Mapping) else source
-    records = []
-    for i, item in enumerate(items):
+# Cells a spreadsheet would run as a formula start with one of these (OWASP, "CSV
+# injection"); a cell starting with the escape character itself is escaped too, so that
+# reading back is lossless.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def _csv_escape(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs: a leading ``= + - @ TAB CR '`` gets a ``'``."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_unescape(text: str) -> str:
+    """The inverse of :func:`_csv_escape` (a cell the annotators typed is returned as is)."""
+    return text[1:] if text[:1] == "'" and text[1:2] != "" and text[1:].startswith(
+        _FORMULA_START
+    ) else text
+
+
+class _Records:
+    """Labels to ingest, one ``(id, label, position)`` at a time: a CSV file is streamed.
+
+    Opening it checks the header at once (before the project lock); the rows are read while
+    iterating. ``where(position)`` names a record in messages (``line 12``, ``record 3``).
+    """
+
+    def __init__(self, source, id_column: str, label_column: str):
+        self.note = None
+        self._file = None
+        if isinstance(source, (str, os.PathLike)):
+            self._open_csv(os.fspath(source), id_column, label_column)
+        else:
+            self.origin = "labels"
+            self.empty_message = "no label records given"
+            self._iter = self._pairs(source)
+            self._kind = "record"
+
+    # --- CSV
+
+    def _open_csv(self, path: str, id_column: str, label_column: str) -> None:
+        self.origin = os.path.basename(path)
+        self._kind = "line"
+        self.empty_message = f"{path} has a header but no rows"
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a directory, not a CSV file of labels")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file: {path}")
         try:
-            if isinstance(item, (str, bytes)):  # "12" would unpack into id "1", label "2"
-                raise TypeError
-            sid, lab = item
-        except (TypeError, ValueError):
-            raise TypeError(f"label records must be (id, label) pairs, got {item!r}") from None
-        if isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer)):
-            raise TypeError(f"a sample id must be a str or int, got {sid!r}")
-        if lab is None:
-            lab = ""
-        if not isinstance(lab, str):
-            raise TypeError(f"a label must be a class name (str), got {lab!r} for id {sid!r}")
-        records.append((str(sid).strip(), lab.strip(), f"record {i}"))
-    if not records:
-        raise ValueError("no label records given")
-    return records, "labels"
+            f = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        self._file = f
+        try:
+            delimiter = self._delimiter(f, path)
+            f.seek(0)
+            reader = csv.reader(f, delimiter=delimiter)
+            header = None
+            for cells in self._rows(reader, path):
+                if any(c.strip() for c in cells):
+                    header = [c.strip() for c in cells]
+                    break
+            if header is None:
+                raise ValueError(f"{path} is empty")
+            self._id_col = _find_column(header, id_column, path)
+            self._label_col = _find_column(header, label_column, path)
+        except BaseException:
+            self.close()
+            raise
+        self._path, self._id_column = path, id_column
+        self._iter = self._csv_records(reader)
+
+    def _delimiter(self, f, path: str) -> str:
+        """``,``; or ``;`` / TAB for a file whose header has no comma but one of those (as a
+        spreadsheet saves "CSV" in locales with a decimal comma)."""
+        try:
+            for line in f:
+                if line.strip():
+                    break
+            else:
+                return ","
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        if "," not in line:
+            for sep, name in ((";", "semicolon"), ("\t", "tab")):
+                if sep in line:
+                    self.note = f"{path} was read as {name}-separated (its header has no comma)"
+                    return sep
+        return ","
+
+    def _rows(self, reader, path: str):
+        try:
+            yield from reader
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        except csv.Error as exc:
+            raise ValueError(f"{path} is not a valid CSV file: {exc}") from None
+
+    def _csv_records(self, reader):
+        id_col, label_col = self._id_col, self._label_col
+        for cells in self._rows(reader, self._path):
+            sid = cells[id_col].strip() if id_col < len(cells) else ""
+            lab = cells[label_col].strip() if label_col < len(cells) else ""
+            if sid == "" and lab == "":
+                continue  # a blank row, or one without id and label
+            line = reader.line_num
+            if sid == "" and lab != "":
+                raise ValueError(
+                    f"{self._path} line {line}: label {lab!r} has an empty {self._id_column!r}"
+                )
+            yield _csv_unescape(sid), _csv_unescape(lab), line
+
+    # --- Python records
+
+    @staticmethod
+    def _pairs(source):
+        items = source.items() if isinstance(source, Mapping) else source
+        for i, item in enumerate(items):
+            try:
+                if isinstance(item, (str, bytes)):  # "12" would unpack into id "1", label "2"
+                    raise TypeError
+                sid, lab = item
+            except (TypeError, ValueError):
+                raise TypeError(f"label records must be (id, label) pairs, got {item!r}") from None
+            if isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer)):
+                raise TypeError(f"a sample id must be a str or int, got {sid!r}")
+            if lab is None:
+                lab = ""
+            if not isinstance(lab, str):
+                raise TypeError(f"a label must be a class name (str), got {lab!r} for id {sid!r}")
+            yield str(sid).strip(), lab.strip(), i
+
+    # ---
+
+    def __iter__(self):
+        return self._iter
+
+    def where(self, pos: int) -> str:
+        return f"{self._kind} {pos}"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _read_records(source, id_column: str, label_column: str):
+    """The records of ``source`` (:class:`_Records`, streamed) and a name for messages.
+
+    Python records (a mapping or pairs) are checked for their types at once, before the
+    project is locked.
+    """
+    records = _Records(source, id_column, label_column)
+    if records._kind == "record":
+        records._iter = iter(list(records._iter))
+    return records, records.origin
 
 
 class _Problems:
@@ -1954,12 +2101,24 @@ class _Problems:
         ),
     }
 
+    SHOWN = 5  # examples per kind in the message
+
     def __init__(self, origin: str):
         self.origin = origin
         self.items: dict[str, list[str]] = {}
+        self.counts: dict[str, int] = {}
 
     def add(self, kind: str, text: str) -> None:
-        self.items.setdefault(kind, []).append(text)
+        # only the first few texts are kept: a huge file of bad ids stays cheap
+        shown = self.items.setdefault(kind, [])
+        if len(shown) < self.SHOWN:
+            shown.append(text)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def extra(self, kind: str, n: int) -> None:
+        """``n`` more problems of ``kind`` than were added (counted, not shown)."""
+        if n > 0:
+            self.counts[kind] = self.counts.get(kind, 0) + n
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -1970,8 +2129,9 @@ class _Problems:
         parts = []
         for kind, texts in self.items.items():
             what, hint = self._TEXT[kind]
-            more = f" and {len(texts) - 5} more" if len(texts) > 5 else ""
-            part = f"{what} ({len(texts)}): {', '.join(texts[:5])}{more}"
+            total = self.counts[kind]
+            more = f" and {total - len(texts)} more" if total > len(texts) else ""
+            part = f"{what} ({total}): {', '.join(texts)}{more}"
             if kind == "unknown_class":
                 part += f" (the classes are {', '.join(classes)})"
             if kind == "unknown_id":

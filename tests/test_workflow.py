@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_exact
 
 from alamp_fast.cli import main
 from alamp_fast.datasets import l2_normalize, load_features
 from alamp_fast.protocol import derive_seed, make_classifier, simulate
 from alamp_fast.strategies import STRATEGIES
 from alamp_fast.workflow import STATE_FILE, Project
+from conftest import assert_exact
 
 N_CLASSES = 5
 NAMES = [f"c{i}" for i in range(N_CLASSES)]
@@ -267,8 +267,9 @@ def test_label_csv_formats(tmp_path, rng):
     assert (rep.new, rep.blank) == (3, 1)
     g = tmp_path / "named.csv"
     g.write_text("sample;x\n" + "".join(f"{i};{truth[i]}\n" for i in b.ids[3:]))
+    # a spreadsheet's "CSV" with semicolons (decimal-comma locales) is read as such
     with pytest.raises(ValueError, match=r"named.csv has no 'id' column \(its header is "
-                                         r"'sample;x'\)"):
+                                         r"'sample,x'\)"):
         proj.label(g)
     g.write_text("sample,cls\n" + "".join(f"{i},{truth[i]}\n" for i in b.ids[3:]))
     rep = proj.label(g, id_column="sample", label_column="CLS")
