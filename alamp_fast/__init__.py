@@ -10,14 +10,24 @@ dispatched to their backends, see :mod:`alamp_fast._dispatch`):
 - :func:`badge`: BADGE (k-means++ seeding over last-layer gradient embeddings, never built)
 - the paper's AL protocol: :func:`simulate` (imported on first use)
 
-Importing the package needs neither CUDA, torch nor dask.
+Importing the package needs neither CUDA, torch nor dask. With ``ALAMP_FAST_CUDA=emulate`` the
+GPU paths run on the CPU in the CUDA emulator (:mod:`alamp_fast.cuda.emulate`).
 """
+
+import os as _os
 
 from alamp_fast.alamp import alamp_score
 from alamp_fast.badge import badge
 from alamp_fast.coreset import KCenterState, kcenter_greedy
 from alamp_fast.selection import diversify, select_top
 from alamp_fast.uncertainty import entropy, least_confidence, margin, top2_margin
+
+if _os.environ.get("ALAMP_FAST_CUDA", "").strip().lower() == "emulate":
+    # `import cupy` gives the emulator's CuPy from now on (none of the above imports it)
+    from alamp_fast.cuda.emulate import install as _install_emulator
+
+    _install_emulator()
+
 
 try:  # one source of truth: the version pyproject.toml gives the installed distribution
     from importlib.metadata import PackageNotFoundError

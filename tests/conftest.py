@@ -28,6 +28,31 @@ REPO = Path(__file__).resolve().parent.parent
 # backends
 
 
+def _real_gpu_present() -> bool:
+    """A CUDA driver that sees a device, and CuPy installed (asked without importing CuPy)."""
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    import ctypes
+
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        return libcuda.cuInit(0) == 0 and libcuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and (
+            count.value > 0
+        )
+    except OSError:
+        return False
+
+
+# No GPU (CI): the CuPy backend and tests/test_gpu.py run on alamp_fast's CUDA emulator, the same
+# test bodies. ALAMP_FAST_CUDA set by the caller wins (e.g. ALAMP_FAST_CUDA=device on a GPU
+# machine, or to test the skips). Must happen before anything imports alamp_fast or cupy.
+if "ALAMP_FAST_CUDA" not in os.environ and not _real_gpu_present():
+    os.environ["ALAMP_FAST_CUDA"] = "emulate"
+if os.environ.get("ALAMP_FAST_CUDA") == "emulate":
+    import alamp_fast  # noqa: F401  (installs the emulator's cupy)
+
+
 def _cuda_skip_reason(library: str) -> str | None:
     """Why a GPU backend cannot run here, or None when it can.
 
