@@ -92,7 +92,7 @@ def kcenter_greedy(features, labeled, b):
 
     Examples
     --------
-    >>> import cupy, alamp_fast.cuda as afc  # doctest: +SKIP
+    >>> import cupy, alamp_fast.cuda as afc
     >>> X = cupy.asarray([[0.0], [1.0], [5.0], [10.0]])
     >>> afc.kcenter_greedy(X, cupy.asarray([0]), 2).get().tolist()
     [3, 2]
