@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("alamp_fast.workflow_cli", "train on the labels so far and write the next batch"),
     "label": ("alamp_fast.workflow_cli", "ingest an annotated CSV into the project"),
     "status": ("alamp_fast.workflow_cli", "show rounds, per-class counts, ir and accuracy"),
+    "export": ("alamp_fast.workflow_cli", "write a round's batch CSV again, or every label"),
 }
 
 
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         if module is None:
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if name in ("init", "select", "label", "status"):
+        if name in ("init", "select", "label", "status", "export"):
             module.add_arguments(p, name)
         else:
             module.add_arguments(p)

@@ -101,6 +101,7 @@ __all__ = [
     "Batch",
     "LabelReport",
     "ForeignStateError",
+    "OptionError",
     "PoolChangedError",
     "Project",
     "ProjectLockedError",
@@ -166,6 +167,10 @@ class ProjectLockedError(RuntimeError):
 
 class PoolChangedError(ValueError):
     """The pool file no longer matches the one the project recorded."""
+
+
+class OptionError(ValueError):
+    """A bad value of an option (the command line's exit status 2), found before any work."""
 
 
 class ForeignStateError(ValueError):
@@ -1296,6 +1301,81 @@ class Project:
         meta.update(path=path, n_rows=int(X.shape[0]), sha256=data.sha_all)
         return X, ids, meta
 
+    def check_pool(self) -> None:
+        """Read the pool file and check it against the project (raises as :meth:`select`)."""
+        self._pool(self._reload())
+
+    # --- export
+
+    def label_table(self) -> dict[str, np.ndarray]:
+        """Every labeled sample: ``id``, ``label`` (current), ``round``, ``score``.
+
+        ``round`` is the last round whose batch held the sample (0: labeled without being
+        asked for), ``score`` the strategy's acquisition score of the sample in that round
+        (NaN for random picks and unrequested labels). Rows are in pool order.
+        """
+        st = self._reload()
+        y = st.current_labels()
+        rows = np.flatnonzero(y >= 0)
+        round_of = np.zeros(st.n_pool, dtype=np.int64)
+        score_of = np.full(st.n_pool, np.nan)
+        b = st.batches
+        order = np.argsort(b["round"], kind="stable")  # later rounds overwrite earlier ones
+        round_of[b["row"][order]] = b["round"][order]
+        score_of[b["row"][order]] = b["score"][order]
+        classes = np.asarray(st.meta["classes"], dtype=str)
+        return {
+            "id": st.ids[rows].astype(str),
+            "label": classes[y[rows]],
+            "round": round_of[rows],
+            "score": score_of[rows],
+        }
+
+    def export_labels(self, out, *, format: str | None = None) -> int:
+        """Write every label received to ``out`` (see :meth:`label_table`); returns the count.
+
+        ``format`` is ``csv`` (text cells escaped as in batch CSVs), ``parquet`` (needs
+        ``pyarrow``) or ``npz``; default: ``out``'s suffix. Written atomically.
+        """
+        out = Path(os.path.abspath(os.fspath(out)))
+        fmt = (format or out.suffix.lstrip(".")).lower()
+        if fmt not in ("csv", "parquet", "npz"):
+            raise OptionError(
+                f"{_opt('format', format or fmt)}: choose csv, parquet or npz"
+                + ("" if format else f" (from the suffix of {out.name})")
+            )
+        if out.is_dir():
+            raise OptionError(f"{_opt('out', out)} is a directory; give a file name")
+        t = self.label_table()
+        if fmt == "csv":
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(("id", "label", "round", "score"))
+            for sid, lab, r, sc in zip(
+                t["id"].tolist(), t["label"].tolist(), t["round"].tolist(), t["score"].tolist(),
+                strict=True,
+            ):
+                w.writerow((_csv_escape(sid), _csv_escape(lab), r, _fmt(sc)))
+            data = buf.getvalue().encode("utf-8")
+        elif fmt == "npz":
+            bio = io.BytesIO()
+            np.savez(bio, **t)
+            data = bio.getvalue()
+        else:
+            try:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise OptionError(
+                    f"{_opt('format', 'parquet')} needs pyarrow: pip install pyarrow"
+                ) from None
+            sink = pa.BufferOutputStream()
+            pq.write_table(pa.table({k: pa.array(v.tolist()) for k, v in t.items()}), sink)
+            data = sink.getvalue().to_pybytes()
+        _remove_stale_copies(out)
+        _atomic_write(out, data)
+        return int(t["id"].size)
+
     # --- select
 
     def select(
@@ -1347,16 +1427,27 @@ class Project:
 
         if chunk_rows is not None:
             if scheduler is None:
-                raise ValueError(
+                raise OptionError(
                     f"{_opt('chunk_rows', chunk_rows)} only applies with {_opt('scheduler')}"
                 )
-            chunk_rows = _check_int("chunk_rows", chunk_rows, 1)
+            try:
+                chunk_rows = _check_int("chunk_rows", chunk_rows, 1)
+            except ValueError as exc:
+                raise OptionError(str(exc)) from None
+        if budget is not None:
+            try:
+                budget = _check_positive_int("budget", budget)
+            except (TypeError, ValueError) as exc:
+                raise OptionError(str(exc)) from None
         # connected before the lock: a wrong address fails at once, whatever the round
-        cluster = contextlib.nullcontext() if scheduler is None else _connect(scheduler)
+        try:
+            cluster = contextlib.nullcontext() if scheduler is None else _connect(scheduler)
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
         if out is not None:
             out = Path(os.path.abspath(os.fspath(out)))
             if out.is_dir():
-                raise ValueError(f"{_opt('out', out)} is a directory; give a file name")
+                raise OptionError(f"{_opt('out', out)} is a directory; give a file name")
         with cluster as client, self._lock("select") as lock:
             _fault("select:locked")
             st = self._enter(lock)
@@ -1516,8 +1607,9 @@ class Project:
         with self._lock("export") as lock:
             st = self._enter(lock)
             if round_no > st.n_rounds:
-                raise ValueError(
-                    f"round {round_no} does not exist; the project has {st.n_rounds} round(s)"
+                raise OptionError(
+                    f"{_opt('round', round_no)}: no such round; the project has "
+                    f"{st.n_rounds} round(s)"
                 )
             self._state = st
             batch = _batch_from_state(self.path, st, round_no)

@@ -7,11 +7,20 @@ Thin wrappers over :class:`alamp_fast.workflow.Project` (the guide is ``docs/wor
     alamp-fast select -p PROJECT --scheduler tcp://host:8786   # the same, on a Dask cluster
     alamp-fast label  -p PROJECT FILE.csv     # the batch CSV with its label column filled in
     alamp-fast status -p PROJECT
+    alamp-fast export -p PROJECT --round N    # write round N's batch CSV again, from the state
+    alamp-fast export -p PROJECT --format csv|parquet|npz --out FILE   # every label received
+
+Errors are one line, ``alamp-fast COMMAND: error: ...``, naming the option and its value; the
+exit status is 2 for a bad option or argument (a value, a path that does not exist) and 1 for
+a failure of the operation itself (the project is locked, the pool changed, a label file holds
+unknown ids, the disk is full). ``--debug`` shows the traceback instead. An output pipe closed
+early (``alamp-fast status | head``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -142,6 +151,21 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
             metavar="NAME",
             help="column of the class names (default 'label')",
         )
+    elif name == "export":
+        parser.add_argument(
+            "--round",
+            metavar="N",
+            help="write the batch CSV of round N again, exactly as select wrote it "
+            "(to batches/round-NNN.csv, or to --out)",
+        )
+        parser.add_argument(
+            "--format",
+            metavar="FMT",
+            help="export every label received: csv, parquet (needs pyarrow) or npz, with the "
+            "columns id, label, round (the round whose batch held the sample; 0: not asked "
+            "for), score (its acquisition score in that round) (default: from --out's suffix)",
+        )
+        parser.add_argument("--out", metavar="FILE", help="where to write")
     elif name == "status":
         parser.add_argument(
             "--cv",
@@ -151,17 +175,22 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         )
         parser.add_argument("--json", action="store_true", help="print the status as JSON")
         parser.add_argument("--pool", metavar="FILE", help="new location of the pool file")
-    else:  # pragma: no cover - cli.py only dispatches the four names above
+    else:  # pragma: no cover - cli.py only dispatches the names above
         raise ValueError(f"workflow_cli has no subcommand {name!r}")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the Python traceback"
+    )
 
 
 def _int(option: str, text, low: int) -> int:
+    from alamp_fast.cli import CLIError
+
     try:
         value = int(str(text))
     except ValueError:
-        raise ValueError(f"{option} must be an integer, got {text!r}") from None
+        raise CLIError(f"{option} must be an integer, got {text!r}") from None
     if value < low:
-        raise ValueError(f"{option} must be >= {low}, got {value}")
+        raise CLIError(f"{option} must be >= {low}, got {value}")
     return value
 
 
@@ -180,22 +209,64 @@ def _note(lines) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``args.command``; user errors raise CLIError / ValueError (one line, exit 2)."""
-    from alamp_fast.cli import CLIError
-    from alamp_fast.workflow import ProjectLockedError
+    """Run ``args.command``; every error ends it with one line (module docstring)."""
+    from alamp_fast.workflow import CLI_MESSAGES
 
+    token = CLI_MESSAGES.set(True)  # messages name --flags, not keyword arguments
     try:
-        return _COMMANDS[args.command](args)
-    except ProjectLockedError as exc:
-        raise CLIError(str(exc)) from None
+        try:
+            code = _COMMANDS[args.command](args)
+            sys.stdout.flush()
+            return code
+        finally:
+            CLI_MESSAGES.reset(token)
+    except BrokenPipeError:
+        # the reader went away (`status | head`): stop writing, quietly, as a SIGPIPE would
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        code, text = _explain(args.command, exc)
+        print(f"alamp-fast {args.command}: error: {text}", file=sys.stderr)
+        return code
+
+
+def _explain(command: str, exc: Exception) -> tuple[int, str]:
+    """Exit status and one line for an error (2: a bad option or path, 1: a failure)."""
+    from alamp_fast.cli import CLIError
+    from alamp_fast.workflow import OptionError, ProjectLockedError
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (CLIError, OptionError, FileNotFoundError)):
+        return 2, text
+    if isinstance(exc, ProjectLockedError):
+        return 1, text
+    if isinstance(exc, OSError):  # a full disk, permissions, I/O errors
+        what = exc.strerror or type(exc).__name__
+        where = f": {exc.filename}" if exc.filename else ""
+        return 1, (
+            f"{what}{where}; nothing half-written was kept: the project is as it was after "
+            "its last completed command (re-run this one when the problem is solved)"
+        )
+    if isinstance(exc, (ValueError, TypeError)):
+        # init's are all about its options and the files they name; later commands fail on
+        # the project's content (labels pending, a changed pool, a label file's rows)
+        return (2 if command == "init" else 1), text
+    return 1, f"internal error ({type(exc).__name__}: {text}); re-run with --debug for details"
 
 
 def _init(args) -> int:
+    from alamp_fast.cli import CLIError
     from alamp_fast.workflow import Project
 
     cost = {"auto": None, "on": True, "off": False}.get(args.cost_sensitive.lower(), "bad")
     if cost == "bad":
-        raise ValueError(f"--cost-sensitive must be auto, on or off, got {args.cost_sensitive!r}")
+        raise CLIError(f"--cost-sensitive must be auto, on or off, got {args.cost_sensitive!r}")
     proj = Project.init(
         args.project,
         args.pool,
@@ -224,9 +295,13 @@ def _init(args) -> int:
 
 
 def _select(args) -> int:
+    from alamp_fast.cli import CLIError
     from alamp_fast.workflow import Project
 
-    scheduler, chunk_rows = cluster_options(args)
+    try:
+        scheduler, chunk_rows = cluster_options(args)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     proj = Project.open(args.project, pool=args.pool)
     batch = proj.select(
         budget=None if args.budget is None else _int("--budget", args.budget, 1),
@@ -253,8 +328,13 @@ def _select(args) -> int:
 
 
 def _label(args) -> int:
+    from alamp_fast.cli import CLIError
     from alamp_fast.workflow import Project
 
+    if os.path.isdir(args.file):
+        raise CLIError(f"FILE.csv {args.file} is a directory, not a CSV file of labels")
+    if not os.path.exists(args.file):
+        raise CLIError(f"FILE.csv {args.file} does not exist")
     proj = Project.open(args.project)
     rep = proj.label(
         args.file,
@@ -282,8 +362,11 @@ def _label(args) -> int:
 def _status(args) -> int:
     from alamp_fast.workflow import Project
 
+    cv = _int("--cv", args.cv, 0)
     proj = Project.open(args.project, pool=args.pool)
-    st = proj.status(cv=_int("--cv", args.cv, 0))
+    if args.pool is not None:
+        proj.check_pool()  # a wrong --pool is an error, not a footnote of the cv line
+    st = proj.status(cv=cv)
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
@@ -316,9 +399,49 @@ def _status(args) -> int:
                 f"  {r['round']:>5}  {r['kind']:<8}  {r['size']:>4}  {r['n_labeled']:>14}  "
                 f"{r['n_pool']:>4}  {r['time']}"
             )
-    if st["lock"]:
-        print(f"lock     held by pid {st['lock'].get('pid')} ({st['lock'].get('command')})")
+    lock = st["lock"]
+    if lock and lock.get("stale"):
+        done = "cleared" if lock.get("cleared") else "the next command takes it over"
+        print(
+            f"lock     stale: left by pid {lock.get('pid')} on {lock.get('host')} (alamp-fast "
+            f"{lock.get('command')}, since {lock.get('started')}), which holds no lock any "
+            f"more; {done} (its unfinished work, if any, was discarded)"
+        )
+    elif lock:
+        print(
+            f"lock     held by pid {lock.get('pid')} (alamp-fast {lock.get('command')}, since "
+            f"{lock.get('started')})"
+        )
     return 0
 
 
-_COMMANDS = {"init": _init, "select": _select, "label": _label, "status": _status}
+def _export(args) -> int:
+    from alamp_fast.cli import CLIError
+    from alamp_fast.workflow import Project
+
+    if (args.round is None) == (args.format is None and args.out is None):
+        raise CLIError("give --round N (a batch CSV) or --format/--out (every label received)")
+    if args.round is not None:
+        if args.format is not None:
+            raise CLIError("--round writes a batch CSV; it takes no --format")
+        round_no = _int("--round", args.round, 1)
+        proj = Project.open(args.project)
+        batch = proj.export_round(round_no, out=args.out)
+        _note(proj.notes)
+        print(f"round {batch.round}: {len(batch)} samples written to {args.out or batch.path}")
+        return 0
+    if args.out is None:
+        raise CLIError("--format needs --out FILE")
+    proj = Project.open(args.project)
+    n = proj.export_labels(args.out, format=args.format)
+    print(f"{n} labels written to {args.out}")
+    return 0
+
+
+_COMMANDS = {
+    "init": _init,
+    "select": _select,
+    "label": _label,
+    "status": _status,
+    "export": _export,
+}

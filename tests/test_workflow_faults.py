@@ -65,16 +65,20 @@ def _forkserver():
     # preload of this module fails silently and every child imports pytest, sklearn, ... anew.
     from multiprocessing import forkserver
 
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), old) if p)
+    # PYTHONSAFEPATH: no current directory ahead of it, where a conftest.py of the repository
+    # root would shadow tests/conftest.py (the package itself is installed)
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), saved["PYTHONPATH"]) if p)
+    os.environ["PYTHONSAFEPATH"] = "1"
     try:
         forkserver.ensure_running()
         assert run_child(os.getpid) == 0  # returns once the server has imported this module
     finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
 
 
 # ----------------------------------------------------------------------------- children
@@ -288,7 +292,7 @@ def test_second_process_is_refused_and_a_dead_holder_is_taken_over(world, tmp_pa
             Project.open(proj_dir).select()
         with pytest.raises(ProjectLockedError):
             Project.open(proj_dir).label({"0": NAMES[0]})
-        assert main(["select", "-p", str(proj_dir)]) == 2
+        assert main(["select", "-p", str(proj_dir)]) == 1  # a failure, not a bad option
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"pid {holder.pid}" in err and "retry" in err
         assert Project.open(proj_dir).status(cv=0)["lock"]["pid"] == holder.pid
@@ -346,7 +350,7 @@ def test_bad_label_files_leave_the_state_untouched(world, tmp_path, capsys, case
     listing = sorted(os.listdir(proj_dir / "batches"))
     with pytest.raises(ValueError, match=message):
         Project.open(proj_dir).label(f)
-    assert main(["label", "-p", str(proj_dir), str(f)]) == 2
+    assert main(["label", "-p", str(proj_dir), str(f)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("alamp-fast label: error: ") and err.count("\n") == 1, err
     assert state_bytes(proj_dir) == before
@@ -382,7 +386,7 @@ def test_changed_pool_is_refused_and_the_state_untouched(tmp_path, rng):
         write_pool(pool, bad)
         with pytest.raises(PoolChangedError, match=msg):
             proj.select()
-        assert main(["select", "-p", str(proj.path)]) == 2
+        assert main(["select", "-p", str(proj.path)]) == 1
         assert state_bytes(proj.path) == before, name
         assert sorted(os.listdir(proj.path / "batches")) == listing
         assert "pool unavailable" in proj.status()["cv_note"]
