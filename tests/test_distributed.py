@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import _cuda_skip_reason, assert_exact
 
 import alamp_fast as af
-from conftest import _cuda_skip_reason, assert_exact
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")

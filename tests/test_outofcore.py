@@ -13,10 +13,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import assert_exact
 
 import alamp_fast as af
 from alamp_fast import outofcore as oc
-from conftest import assert_exact
 
 SOURCES = ["file", "view", "copy-on-write", "memory"]
 

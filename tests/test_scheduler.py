@@ -14,6 +14,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import assert_exact
 
 from alamp_fast import outofcore
 from alamp_fast.cli import main
@@ -27,7 +28,6 @@ from alamp_fast.protocol import (
 )
 from alamp_fast.strategies import STRATEGIES, get_strategy
 from alamp_fast.workflow import STATE_FILE, Project
-from conftest import assert_exact
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")

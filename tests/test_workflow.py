@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_exact
 
 from alamp_fast.cli import main
 from alamp_fast.datasets import l2_normalize, load_features
 from alamp_fast.protocol import derive_seed, make_classifier, simulate
 from alamp_fast.strategies import STRATEGIES
 from alamp_fast.workflow import STATE_FILE, Project
-from conftest import assert_exact
 
 N_CLASSES = 5
 NAMES = [f"c{i}" for i in range(N_CLASSES)]

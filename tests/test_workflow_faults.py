@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_exact
 from test_workflow import NAMES, drive, make_pool, state_bytes, truth_by_id, write_pool
 
 import alamp_fast as af
@@ -37,7 +38,6 @@ from alamp_fast.workflow import (
     _ProjectLock,
     _State,
 )
-from conftest import assert_exact
 
 ROUNDS = 4  # the template holds 2 labeled rounds; children run rounds 3 and 4
 HERE = Path(__file__).resolve().parent
