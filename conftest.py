@@ -59,7 +59,10 @@ def _is_doc_example(report) -> bool:
     location = getattr(report, "location", None)
     if location is None:
         return False
-    return str(location[2]).startswith("[doctest]") or "test_docs_examples.py::test_readme_example" in report.nodeid
+    return (
+        str(location[2]).startswith("[doctest]")
+        or "test_docs_examples.py::test_readme_example" in report.nodeid
+    )
 
 
 def pytest_terminal_summary(terminalreporter):
