@@ -119,9 +119,10 @@ template <class T, class F> AF_EMU_NOSAN T atomic_rmw(T* p, F f) {
 #define __constant__ static
 #define __managed__
 #define __grid_constant__
-// __shared__ variables live once per process; blocks run one after another, so that is one
-// copy per block. _build.py turns `extern __shared__ T name[];` into the dynamic buffer.
-#define __shared__ static __attribute__((section("af_shared")))
+// __shared__ variables live once per process (static storage); blocks run one after another, so
+// that is one copy per block. _build.py turns `extern __shared__ T name[];` into the per-launch
+// dynamic buffer.
+#define __shared__ static
 #define __CUDA_ARCH__ 900
 #define __CUDACC_RTC__ 1
 

@@ -78,9 +78,6 @@ dim3 af_emu_block_dim = {1, 1, 1};
 dim3 af_emu_grid_dim = {1, 1, 1};
 }
 
-// shared-memory section bounds (the linker defines them when the section exists)
-extern "C" char __start_af_shared[] __attribute__((weak));
-extern "C" char __stop_af_shared[] __attribute__((weak));
 
 // ---------------------------------------------------------------------------------------------
 // context switch
@@ -492,7 +489,9 @@ static int resolve_warp(int w) {
         }
         u.result = r;
     }
-    if (a.op == OP_SYNCWARP) ++g_wgen[w];
+    // every *_sync collective synchronises its lanes: earlier accesses of the lanes of the mask
+    // are ordered before later ones (the race checker's warp generation)
+    ++g_wgen[w];
     for (int l = 0; l < 32; ++l)
         if (mask >> l & 1u) g_threads[base + l].state = RUN;
     return 1;
@@ -606,11 +605,15 @@ static void check_access(const void* p, int size, int write, bool atomic) {
         if (what) {
             const std::string o = other >= 0 ? thread_str(&g_threads[other]) : "other threads";
             const uintptr_t s0b = (uintptr_t)g_dyn_smem.data();
-            std::string mem = (a >= s0b && a < s0b + g_dyn_smem.size()) ? "dynamic shared memory"
-                              : (a >= (uintptr_t)__start_af_shared &&
-                                 a < (uintptr_t)__stop_af_shared)
-                                  ? "__shared__ memory"
-                                  : "global memory";
+            std::string mem = "global memory";
+            if (a >= s0b && a < s0b + g_dyn_smem.size())
+                mem = "dynamic shared memory, offset " + std::to_string(a + i - s0b);
+            for (const auto& seg : g_image)
+                if (a >= seg.first && a < seg.second) mem = "a __shared__ variable";
+            for (int r = 0; r < g_launch->n_regions; ++r)
+                if (a >= g_launch->regions[2 * r] && a < g_launch->regions[2 * r + 1])
+                    mem = std::string(g_launch->region_names[r]) + ", byte " +
+                          std::to_string(a + i - g_launch->regions[2 * r]);
             set_error("data race (%s) on %s at 0x%" PRIxPTR " between %s and %s with no "
                       "barrier in between, in block (%u, %u, %u)",
                       what, mem.c_str(), a + i, o.c_str(), thread_str(t).c_str(),
@@ -622,13 +625,7 @@ static void check_access(const void* p, int size, int write, bool atomic) {
             s.w_epoch = g_epoch;
             s.w_wgen = g_wgen[warp];
             s.w_atomic = atomic;
-            if (atomic) {  // an atomic is a read too
-                s.r_tid = tid;
-                s.r_epoch = g_epoch;
-                s.r_wgen = g_wgen[warp];
-                s.r_multi = false;
-            }
-        } else {
+        } else if (!atomic) {  // plain reads only: atomics do not race with atomics
             if (s.r_tid >= 0 && s.r_tid != tid && s.r_epoch == g_epoch)
                 s.r_multi = true;
             else if (s.r_epoch != g_epoch)
@@ -663,6 +660,66 @@ AF_EXPORT void __tsan_read_range(void* p, unsigned long n) {
 AF_EXPORT void __tsan_write_range(void* p, unsigned long n) {
     if (n) check_access(p, (int)n, 1, false);
 }
+// atomics of instrumented code (std::atomic_ref's members instantiated there): performed here,
+// recorded as atomic accesses
+#define AF_TSAN_ATOMIC(n, T)                                                                      \
+    AF_EXPORT T __tsan_atomic##n##_load(const volatile T* a, int) {                               \
+        check_access((const void*)a, sizeof(T), 0, true);                                         \
+        return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                              \
+    }                                                                                             \
+    AF_EXPORT void __tsan_atomic##n##_store(volatile T* a, T v, int) {                            \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                 \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_exchange(volatile T* a, T v, int) {                            \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                       \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_fetch_add(volatile T* a, T v, int) {                           \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_fetch_sub(volatile T* a, T v, int) {                           \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_fetch_and(volatile T* a, T v, int) {                           \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_fetch_or(volatile T* a, T v, int) {                            \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                         \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_fetch_xor(volatile T* a, T v, int) {                           \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_fetch_nand(volatile T* a, T v, int) {                          \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_fetch_nand(a, v, __ATOMIC_SEQ_CST);                                       \
+    }                                                                                             \
+    AF_EXPORT int __tsan_atomic##n##_compare_exchange_strong(volatile T* a, T* c, T v, int,      \
+                                                             int) {                               \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);   \
+    }                                                                                             \
+    AF_EXPORT int __tsan_atomic##n##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) { \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);   \
+    }                                                                                             \
+    AF_EXPORT T __tsan_atomic##n##_compare_exchange_val(volatile T* a, T c, T v, int, int) {     \
+        check_access((const void*)a, sizeof(T), 1, true);                                         \
+        __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);         \
+        return c;                                                                                 \
+    }
+AF_TSAN_ATOMIC(8, char)
+AF_TSAN_ATOMIC(16, short)
+AF_TSAN_ATOMIC(32, int)
+AF_TSAN_ATOMIC(64, long)
+#undef AF_TSAN_ATOMIC
+AF_EXPORT void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+AF_EXPORT void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 AF_EXPORT void __tsan_func_entry(void*) {}
 AF_EXPORT void __tsan_func_exit() {}
 AF_EXPORT void __tsan_init() {}
@@ -834,11 +891,6 @@ AF_EXPORT int af_emu_launch(const LaunchDesc* L, Invoke invoke, void* fn, void**
         for (unsigned y = 0; y < L->grid[1] && !rc; ++y)
             for (unsigned x = 0; x < L->grid[0] && !rc; ++x) {
                 af_emu_block_idx = {x, y, z};
-#if defined(AF_EMU_CHECK)
-                // shared memory starts as garbage on the GPU
-                if (L->check && __start_af_shared && __stop_af_shared > __start_af_shared)
-                    std::memset(__start_af_shared, 0xA5, __stop_af_shared - __start_af_shared);
-#endif
                 rc = run_block();
             }
     g_in_kernel = false;
