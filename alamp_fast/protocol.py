@@ -24,7 +24,14 @@ By name (:data:`CLASSIFIERS`), each built fresh for every fit:
     ``LogisticRegression`` (multinomial, lbfgs, ``C=100``) on L2-normalised rows; its own
     probabilities.
 ``svc``
-    ``SVC(kernel="rbf", probability=True)`` (Platt scaling by internal 5-fold CV; slow).
+    scikit-learn's RBF ``SVC`` (libsvm, ``C=1``) with Platt probabilities fitted on 5-fold
+    held-out decision values, as ``CalibratedClassifierCV(SVC(), ensemble=False)``
+    (``alamp_fast.svm.SVCCV(Cs=[1.0], kernel="rbf", loss="hinge", calibration="platt")``;
+    ``SVC(probability=True)`` is deprecated since scikit-learn 1.9).
+``paper``
+    The paper's SVM: the same model with ``C`` chosen by 5-fold cross-validation on the
+    labeled set over ``0.01 .. 100`` (``SVCCV(kernel="rbf", loss="hinge",
+    calibration="platt")``; see ``docs/svm.md``).
 ``af-svm`` / ``af-svm-cv``
     ``alamp_fast.svm.SVC`` / ``SVCCV`` (linear kernel), imported when first used.
 
@@ -85,7 +92,7 @@ __all__ = [
 ]
 
 #: Classifier names accepted by :func:`make_classifier` and ``--classifier``.
-CLASSIFIERS = ("linear-svc", "logreg", "svc", "af-svm", "af-svm-cv")
+CLASSIFIERS = ("linear-svc", "logreg", "svc", "paper", "af-svm", "af-svm-cv")
 
 
 DEFAULT_STRATEGIES = ("random", "margin", "entropy", "coreset", "alamp", "alamp-div")
@@ -297,10 +304,20 @@ def make_classifier(
             C=100.0, max_iter=1000, class_weight=class_weight, random_state=random_state
         )
         return logreg if prenormalized else make_pipeline(Normalizer(), logreg)
-    if name == "svc":
-        from sklearn.svm import SVC
+    if name in ("svc", "paper"):
+        from alamp_fast.svm import SVCCV
 
-        return SVC(probability=True, class_weight=class_weight, random_state=random_state)
+        # libsvm's C-SVC with Platt probabilities on held-out folds, the supported
+        # replacement of SVC(probability=True); "svc" keeps scikit-learn's default C=1
+        return SVCCV(
+            Cs=[1.0] if name == "svc" else 5,
+            kernel="rbf",
+            loss="hinge",
+            calibration="platt",
+            class_weight=class_weight,
+            tol=1e-3,  # libsvm's stopping tolerance, scikit-learn's SVC default
+            random_state=random_state,
+        )
     if name in ("af-svm", "af-svm-cv"):
         try:
             from alamp_fast import svm

@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from alamp_fast.svm import _calibration as cal
-from alamp_fast.svm import _solver
+from alamp_fast.svm import _hinge, _solver
 from alamp_fast.svm._backend import get_backend
 from alamp_fast.svm._cv import DEFAULT_CS, fallback_c, make_cs, pick_c, stratified_folds
 
@@ -207,7 +207,13 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
             self.X_fit_ = np.ascontiguousarray(X)
 
     def _calibrate(self, z_held: np.ndarray, y_held: np.ndarray, sw_held: np.ndarray) -> None:
-        logits = cal.as_logits(np, z_held.astype(np.float64))
+        for name in ("temperature_", "platt_"):
+            self.__dict__.pop(name, None)
+        z = z_held.astype(np.float64)
+        if getattr(self, "calibration", "temperature") == "platt":
+            self.platt_ = _hinge.fit_platt_all(z, y_held, self.classes_.size, sw_held)
+            return
+        logits = cal.as_logits(np, z)
         self.temperature_ = 1.0 / cal.fit_inverse_temperature(logits, y_held, sw_held)
 
     # ---------------------------------------------------------------- prediction
@@ -227,11 +233,21 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
         X = self._check_predict_X(X)
         xp = get_backend(self.device)
         dtype = xp.float_dtype(self._dtype)
-        width = max(X.shape[1], self.classes_.size, getattr(self, "X_fit_", X[:0]).shape[0])
+        width = max(
+            X.shape[1],
+            self.classes_.size,
+            getattr(self, "X_fit_", X[:0]).shape[0],
+            getattr(self, "n_fit_", 0),
+        )
         if chunk_size is None:
             chunk_size = max(256, _CHUNK_ELEMS // width)
         elif not _is_int(chunk_size) or chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size!r} must be a positive int or None")
+        if getattr(self, "libsvm_", None) is not None:
+            for start in range(0, X.shape[0], chunk_size):
+                Xc = xp.load_rows(X[start : start + chunk_size], self._dtype)
+                yield self._libsvm_decision(Xc)
+            return
         b = xp.asarray(self.intercept_, dtype)
         if self.kernel == "linear":
             W = xp.asarray(self.coef_.T, dtype)
@@ -269,7 +285,10 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
         xp = get_backend(self.device)
         idx = []
         for Z in self._chunks(X, chunk_size):
-            if Z.shape[1] == 1:
+            if hasattr(self, "platt_"):
+                # the argmax of the calibrated probabilities, as CalibratedClassifierCV predicts
+                idx.append(xp.to_numpy(xp.argmax(self._proba(xp, Z), 1)).astype(np.int64))
+            elif Z.shape[1] == 1:
                 idx.append(xp.to_numpy(Z[:, 0] > 0).astype(np.int64))
             else:
                 idx.append(xp.to_numpy(xp.argmax(Z, 1)).astype(np.int64))
@@ -295,6 +314,8 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
             return np.log(self.predict_proba(X, chunk_size))
 
     def _proba(self, xp, Z):
+        if hasattr(self, "platt_"):
+            return _hinge.platt_proba(xp, Z, xp.asarray(self.platt_, Z.dtype))
         return cal.softmax(xp, cal.as_logits(xp, Z) * (1.0 / self.temperature_))
 
     def predict_top2_margin(self, X, chunk_size=None):
@@ -468,12 +489,21 @@ class SVC(_BaseSVM):
 class SVCCV(_BaseSVM):
     """:class:`SVC` with ``C`` chosen by cross-validation, like ``LogisticRegressionCV``.
 
-    Every class, every ``C`` of the grid and every fold are solved as one batched problem;
-    the best ``C`` (mean held-out accuracy over the folds, ties to the smaller ``C``) is then
-    refitted on all the labeled data, warm-started from the folds' solutions. The probability
-    temperature is fitted on the held-out decision values of the chosen ``C``. Folds are
-    :func:`alamp_fast.svm.stratified_folds`: a class with a single labeled sample is never
-    held out. When no two folds can be made, ``C`` is the middle of the grid (with a warning).
+    With the default ``loss="squared_hinge"`` every class, every fold and every ``C`` are
+    solved as batched problems on one eigenbasis of the labeled set's kernel (computed once
+    per fit and shared by the folds); the ``C`` path of each fold is warm-started, smallest
+    ``C`` first. The best ``C`` (mean held-out accuracy over the folds, ties to the smaller
+    ``C``) is then refitted on all the labeled data, warm-started from the folds' solutions.
+    The probabilities are calibrated on the held-out decision values of the chosen ``C``.
+    Folds are :func:`alamp_fast.svm.stratified_folds`: a class with a single labeled sample
+    is never held out. When no two folds can be made, ``C`` is the middle of the grid (with a
+    warning).
+
+    ``loss="hinge"`` is libsvm's C-SVC (one-vs-one, scikit-learn's ``SVC``) on a kernel
+    computed once per fit and sliced for every fold and ``C``; with ``kernel="rbf"`` and
+    ``calibration="platt"`` it is the paper's classifier (``make_classifier("paper")``):
+    the model, ``C`` and probabilities of ``GridSearchCV(SVC())`` followed by
+    ``CalibratedClassifierCV(SVC(C=best), ensemble=False)`` on the same folds.
 
     Parameters
     ----------
@@ -481,10 +511,28 @@ class SVCCV(_BaseSVM):
         The grid. An int ``k`` means ``np.logspace(-2, 2, k)``; the default 5 is
         0.01, 0.1, 1, 10, 100.
     kernel, gamma, class_weight, tol, max_iter, device, random_state
-        As in :class:`SVC`.
+        As in :class:`SVC`. With ``loss="hinge"``, ``tol`` is libsvm's stopping tolerance
+        (scikit-learn's ``SVC`` default is 1e-3, the paper preset's value), ``max_iter`` is
+        unused, and ``gamma="scale"`` is computed per fold on its training rows, as
+        scikit-learn's ``SVC`` does inside a grid search.
     cv : int or iterable of (train, test) index arrays
         Number of :func:`alamp_fast.svm.stratified_folds` (fewer when fewer samples can be
         held out), or the folds themselves.
+    loss : {"squared_hinge", "hinge"}
+        ``"squared_hinge"``: the batched one-vs-rest Newton solver (numpy or torch).
+        ``"hinge"``: libsvm's one-vs-one C-SVC, CPU only (``device="cpu"``).
+    calibration : {"temperature", "platt"}
+        ``"temperature"``: ``softmax(decision / T)`` with one fitted ``T``. ``"platt"``: one
+        Platt sigmoid per class on the one-vs-rest decision values, normalised to sum to 1
+        (``CalibratedClassifierCV(method="sigmoid")``); ``predict`` is then the argmax of the
+        probabilities. Both are fitted on the folds' held-out decision values.
+    warm_start : bool
+        Keep the solution of every fold and ``C`` and start the next ``fit`` from it
+        (``loss="squared_hinge"`` only). Made for active learning, where each ``fit`` sees the
+        previous labeled set plus a new batch: rows seen before (matched by content) keep
+        their fold, new rows are dealt to the folds class by class, and each problem starts
+        from the previous iteration's solution mapped onto the new labeled set. Any change of
+        ``Cs``, ``kernel``, ``cv``, dtype or number of folds starts cold.
 
     Attributes
     ----------
@@ -493,8 +541,17 @@ class SVCCV(_BaseSVM):
     Cs_ : ndarray of shape (n_Cs,)
     cv_scores_ : ndarray of shape (n_Cs, n_folds)
         Held-out accuracy of every ``C`` on every fold.
-    classes_, coef_, dual_coef_, X_fit_, intercept_, gamma_, temperature_, n_iter_
-        As in :class:`SVC`, for the refitted model.
+    classes_, coef_, dual_coef_, X_fit_, intercept_, gamma_, n_iter_
+        As in :class:`SVC`, for the refitted model (``loss="hinge"``: ``X_fit_`` holds the
+        support vectors, ``libsvm_`` the fitted ``sklearn.svm.SVC`` on the precomputed
+        kernel, ``n_fit_`` its number of training rows).
+    temperature_ : float
+        ``calibration="temperature"`` only.
+    platt_ : ndarray of shape (n_classes or 1, 2)
+        ``calibration="platt"`` only: ``(a, b)`` of each class's sigmoid
+        ``1 / (1 + exp(a * decision + b))``.
+    warm_started_ : bool
+        Whether this fit started from the previous one's solution.
 
     Examples
     --------
@@ -504,7 +561,14 @@ class SVCCV(_BaseSVM):
     >>> clf = SVCCV(Cs=[0.01, 0.1, 1.0]).fit(X[:600] / 16, y[:600])
     >>> clf.C_ in (0.01, 0.1, 1.0), clf.cv_scores_.shape
     (True, (3, 5))
+    >>> paper = SVCCV(kernel="rbf", loss="hinge", calibration="platt").fit(X[:300], y[:300])
+    >>> paper.predict_proba(X[300:302]).shape
+    (2, 10)
     """
+
+    # solve a cold fit's C grid as a warm-started path (False: all C from zero in one batch,
+    # the pre-warm-start solver, kept for benchmarks/bench_svm_warm.py's reference)
+    _C_PATH = True
 
     def __init__(
         self,
@@ -518,6 +582,9 @@ class SVCCV(_BaseSVM):
         max_iter=100,
         device="cpu",
         random_state=0,
+        loss="squared_hinge",
+        calibration="temperature",
+        warm_start=False,
     ):
         self.Cs = Cs
         self.kernel = kernel
@@ -528,9 +595,32 @@ class SVCCV(_BaseSVM):
         self.max_iter = max_iter
         self.device = device
         self.random_state = random_state
+        self.loss = loss
+        self.calibration = calibration
+        self.warm_start = warm_start
+
+    def _check_cv_params(self):
+        xp = self._check_params()
+        if self.loss not in ("squared_hinge", "hinge"):
+            raise ValueError(f"loss={self.loss!r} must be 'squared_hinge' or 'hinge'")
+        if self.calibration not in ("temperature", "platt"):
+            raise ValueError(f"calibration={self.calibration!r} must be 'temperature' or 'platt'")
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start={self.warm_start!r} must be True or False")
+        if self.loss == "hinge" and xp.name != "numpy":
+            raise ValueError(
+                f"loss='hinge' runs libsvm on the host; device={self.device!r} needs "
+                "loss='squared_hinge' (or use device='cpu')"
+            )
+        if self.loss == "hinge" and self.warm_start:
+            raise ValueError(
+                "warm_start=True needs loss='squared_hinge' (libsvm cannot start from a "
+                "previous solution)"
+            )
+        return xp
 
     def fit(self, X, y, sample_weight=None):
-        """Cross-validate ``C``, refit with it, and fit the probability temperature.
+        """Cross-validate ``C``, refit with it, and calibrate the probabilities.
 
         Parameters are as in :meth:`SVC.fit`.
 
@@ -538,38 +628,73 @@ class SVCCV(_BaseSVM):
         -------
         self
         """
-        xp = self._check_params()
+        xp = self._check_cv_params()
         Cs = make_cs(self.Cs)
         X, y_enc, sw, keep = self._validate_fit_data(X, y, sample_weight)
-        self.gamma_ = self._gamma(X, sw)
         self.Cs_ = Cs
-        splits = self._splits(y_enc, keep, allow_none=False)
+        self.warm_started_ = False
+        state = getattr(self, "_warm_state", None) if self.warm_start else None
+        if not self.warm_start:
+            self.__dict__.pop("_warm_state", None)
+        if self.loss == "hinge":
+            self.gamma_ = _hinge.scale_gamma(X) if self.gamma == "scale" else self._gamma(X, sw)
+            splits = self._splits(y_enc, keep, allow_none=False)
+        else:
+            self.gamma_ = self._gamma(X, sw)
+            splits, folds = self._warm_splits(X, y_enc, keep, state)
         if not splits:
             best = fallback_c(Cs)
             warnings.warn(
                 f"too few labeled samples for cv={self.cv!r} cross-validation (every class "
                 f"has one sample); using C={Cs[best]:g} from the middle of the grid and "
-                "fitting the temperature on the training decision values",
+                "fitting the probabilities on the training decision values",
                 stacklevel=2,
             )
             self.C_ = float(Cs[best])
             self.cv_scores_ = np.zeros((Cs.size, 0))
+            self.__dict__.pop("_warm_state", None)
+            if self.loss == "hinge":
+                self._fit_hinge_full(X, y_enc, sw)
+                Z = self._libsvm_decision(X)
+                self.n_iter_ = 0
+                self._calibrate(Z, y_enc, sw)
+                return self
             fmap, W, Z, n_iter = self._fit_batch(xp, X, y_enc, sw, [self.C_], None, with_full=True)
             self.n_iter_ = int(n_iter.max())
             self._set_model(xp, fmap, W, X)
             self._calibrate(Z[:, 0], y_enc, sw)
             return self
-        fmap, W, Z, n_iter = self._fit_batch(xp, X, y_enc, sw, Cs, splits, with_full=False)
+        if self.loss == "hinge":
+            return self._fit_hinge(X, y_enc, sw, Cs, splits)
+        dtype = xp.float_dtype(self._dtype)
+        Xd = xp.asarray(X, dtype)
+        if self.kernel == "linear":
+            fmap = _solver.linear_map(xp, Xd, dtype)
+        else:
+            fmap = _solver.rbf_map(xp, Xd, self.gamma_, dtype)
+        n_cols = self.classes_.size if self.classes_.size > 2 else 1
+        W0 = self._warm_W0(xp, fmap, X, Cs, len(splits), n_cols, state)
+        if W0 is not None:
+            # every fold and C from the previous fit's solution: one batch
+            self.warm_started_ = True
+            fmap, W, Z, n_iter = self._fit_batch(
+                xp, X, y_enc, sw, Cs, splits, with_full=False, fmap=fmap, W0=W0
+            )
+        elif self._C_PATH:
+            W, Z, n_iter = self._c_path(xp, fmap, X, y_enc, sw, Cs, splits, n_cols)
+        else:  # every C from zero in one batch (the solver before warm starts; benchmarks)
+            _, W, Z, n_iter = self._fit_batch(
+                xp, X, y_enc, sw, Cs, splits, with_full=False, fmap=fmap
+            )
         scores, held, y_held, sw_held = self._held_out(Z, y_enc, sw, splits, Cs.size)
         best = pick_c(Cs, scores)
         self.C_ = float(Cs[best])
         self.cv_scores_ = scores
         # warm start of the refit: the mean of the folds' solutions at the chosen C
-        n_cols = Z.shape[2]
-        W0 = 0.0
+        W0_full = 0.0
         for f in range(len(splits)):
             start = (f * Cs.size + best) * n_cols
-            W0 = W0 + xp.take_cols(W, np.arange(start, start + n_cols))
+            W0_full = W0_full + xp.take_cols(W, np.arange(start, start + n_cols))
         fmap, W_full, _, n_iter_full = self._fit_batch(
             xp,
             X,
@@ -579,12 +704,273 @@ class SVCCV(_BaseSVM):
             None,
             with_full=True,
             fmap=fmap,
-            W0=W0 * (1.0 / len(splits)),
+            W0=W0_full * (1.0 / len(splits)),
         )
         self.n_iter_ = int(max(n_iter.max(), n_iter_full.max()))
         self._set_model(xp, fmap, W_full, X)
         self._calibrate(held[best], y_held, sw_held)
+        if self.warm_start:
+            self._keep_state(xp, fmap, W, X, folds, Cs, n_cols)
         return self
+
+    # ---------------------------------------------------------------- squared hinge
+    def _c_path(self, xp, fmap, X, y_enc, sw, Cs, splits, n_cols):
+        """Every fold's problems along the ``C`` path, smallest ``C`` first, each ``C``
+        warm-started from the solution of the previous one (all folds in one batch).
+
+        Returns ``W`` (rank, n_folds * n_Cs * n_cols), ``Z`` (n, n_folds * n_Cs, n_cols) in
+        the layout of :meth:`_fit_batch` and the Newton iterations of every problem.
+        """
+        n_sets = len(splits)
+        order = np.argsort(Cs, kind="stable")
+        W_all = xp.zeros((fmap.G.shape[1], n_sets * Cs.size * n_cols), fmap.G.dtype)
+        Z_all = np.zeros((X.shape[0], n_sets * Cs.size, n_cols), dtype=np.float64)
+        n_iter_all = np.zeros(n_sets * Cs.size * n_cols, dtype=np.int64)
+        W_prev = None
+        for j in order:
+            _, W, Z, n_iter = self._fit_batch(
+                xp, X, y_enc, sw, [Cs[j]], splits, with_full=False, fmap=fmap, W0=W_prev
+            )
+            W_prev = W
+            for f in range(n_sets):
+                block = f * Cs.size + j
+                cols = np.arange(block * n_cols, (block + 1) * n_cols)
+                _solver_put(
+                    xp, W_all, cols, xp.take_cols(W, np.arange(f * n_cols, (f + 1) * n_cols))
+                )
+                Z_all[:, block] = Z[:, f]
+                n_iter_all[cols] = n_iter[f * n_cols : (f + 1) * n_cols]
+        return W_all, Z_all.astype(self._dtype), n_iter_all
+
+    def _warm_splits(self, X, y_enc, keep, state):
+        """The folds, and each row's fold id (``None`` for user-given folds).
+
+        Without a usable previous state these are the folds of :meth:`_splits`; with one, rows
+        seen in the previous fit keep their fold and new rows are dealt to the folds class by
+        class (:func:`_extend_folds`).
+        """
+        if not _is_int(self.cv):
+            return self._splits(y_enc, keep, allow_none=False), None
+        folds = None
+        if state is not None and state["cv"] == int(self.cv):
+            prev = np.array([state["fold_of"].get(row.tobytes(), -2) for row in X], np.int64)
+            folds = _extend_folds(
+                y_enc, self.classes_, state["labels"], prev, int(self.cv), self.random_state
+            )
+        if folds is None:
+            folds = stratified_folds(y_enc, int(self.cv), self.random_state)
+        if folds.max() < 1:
+            return [], folds
+        splits = [(folds != f, np.flatnonzero(folds == f)) for f in range(folds.max() + 1)]
+        if any(test.size == 0 for _, test in splits):
+            return [], folds
+        return splits, folds
+
+    def _warm_W0(self, xp, fmap, X, Cs, n_sets, n_cols, state):
+        """The previous fit's fold solutions mapped onto this fit's eigenbasis, or None.
+
+        A solution is kept as decision-function coefficients (``[coef; intercept]`` for the
+        linear kernel, dual coefficients of the previous rows for RBF); since the columns of
+        ``G`` are orthogonal, ``W0 = proj^T w`` (linear) and ``W0 = G[old]^T beta`` (RBF)
+        give the same decision values on the new rows, up to the new kernel's span.
+        """
+        if state is None:
+            return None
+        same = (
+            state["kernel"] == self.kernel
+            and state["dtype"] == self._dtype
+            and np.array_equal(state["Cs"], Cs)
+            and state["n_sets"] == n_sets
+            and state["n_features"] == X.shape[1]
+        )
+        if not same:
+            return None
+        # columns: previous class column -> this fit's class column
+        prev_labels = state["labels"]
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        if (prev_labels.size > 2) != (self.classes_.size > 2) or state["n_cols"] < 1:
+            return None
+        if self.classes_.size > 2:
+            col_map = np.array([lookup.get(c, -1) for c in prev_labels.tolist()])
+        else:
+            if not np.array_equal(prev_labels, self.classes_):
+                return None
+            col_map = np.array([0])
+        coef = xp.asarray(state["coef"], fmap.G.dtype)
+        if self.kernel == "linear":
+            W_prev = fmap.proj.T @ coef
+        else:
+            pos = np.array([state["row_of"].get(row.tobytes(), -1) for row in X], np.int64)
+            new_rows = np.flatnonzero(pos >= 0)
+            if new_rows.size == 0:
+                return None
+            beta = coef[xp.index(pos[new_rows])]
+            W_prev = fmap.G[xp.index(new_rows)].T @ beta
+        n_blocks = n_sets * Cs.size
+        W0 = xp.zeros((fmap.G.shape[1], n_blocks * n_cols), fmap.G.dtype)
+        src, dst = [], []
+        for block in range(n_blocks):
+            for t_old, t_new in enumerate(col_map):
+                if t_new >= 0:
+                    src.append(block * state["n_cols"] + t_old)
+                    dst.append(block * n_cols + t_new)
+        if not src:
+            return None
+        _solver_put(xp, W0, np.array(dst), xp.take_cols(W_prev, np.array(src)))
+        return W0
+
+    def _keep_state(self, xp, fmap, W, X, folds, Cs, n_cols):
+        if folds is None:  # user-given folds: nothing to carry over
+            self.__dict__.pop("_warm_state", None)
+            return
+        coef = fmap.proj @ W
+        keys = [row.tobytes() for row in X]
+        self._warm_state = {
+            "kernel": self.kernel,
+            "dtype": self._dtype,
+            "Cs": Cs.copy(),
+            "cv": int(self.cv),
+            "n_sets": int(folds.max()) + 1,
+            "n_cols": n_cols,
+            "n_features": X.shape[1],
+            "labels": self.classes_.copy(),
+            "coef": xp.to_numpy(coef),
+            "row_of": {k: i for i, k in enumerate(keys)},
+            "fold_of": {k: int(f) for k, f in zip(keys, folds, strict=True)},
+        }
+
+    # ---------------------------------------------------------------- hinge (libsvm)
+    def _fit_hinge(self, X, y_enc, sw, Cs, splits):
+        """libsvm on slices of one squared-distance matrix, for every fold and C."""
+        D = _hinge.sq_distances(X, X)
+        n_classes = self.classes_.size
+        labels = self.classes_[y_enc]
+        weighted = not np.all(sw == 1.0)
+        scores = np.zeros((Cs.size, len(splits)))
+        n_cols = n_classes if n_classes > 2 else 1
+        held = [np.zeros((y_enc.size, n_cols)) for _ in Cs]
+        test_rows = []
+        for f, (train_mask, test) in enumerate(splits):
+            train = np.flatnonzero(train_mask)
+            gamma = self._fold_gamma(X[train], sw[train])
+            K_train = np.exp(D[np.ix_(train, train)] * -gamma)
+            K_test = np.exp(D[np.ix_(test, train)] * -gamma)
+            test_rows.append(test)
+            for j, C in enumerate(Cs):
+                model = _hinge.libsvm_fit(
+                    K_train,
+                    labels[train],
+                    C,
+                    self.class_weight,
+                    sw[train] if weighted else None,
+                    float(self.tol),
+                )
+                right = model.predict(K_test) == labels[test]
+                scores[j, f] = np.average(right, weights=sw[test])
+                held[j][test] = _ovr_columns(model, K_test, self.classes_)
+        best = pick_c(Cs, scores)
+        self.C_ = float(Cs[best])
+        self.cv_scores_ = scores
+        self.n_iter_ = 0
+        self._fit_hinge_full(X, y_enc, sw, D=D)
+        rows = np.concatenate(test_rows)
+        self._calibrate(held[best][rows], y_enc[rows], sw[rows])
+        return self
+
+    def _fold_gamma(self, X_train, sw_train) -> float:
+        if self.gamma == "scale":
+            return _hinge.scale_gamma(X_train)
+        return self._gamma(X_train, sw_train)
+
+    def _fit_hinge_full(self, X, y_enc, sw, D=None):
+        if D is None:
+            D = _hinge.sq_distances(X, X)
+        for name in ("coef_", "dual_coef_", "X_fit_", "intercept_"):
+            self.__dict__.pop(name, None)
+        weighted = not np.all(sw == 1.0)
+        model = _hinge.libsvm_fit(
+            np.exp(D * -self.gamma_),
+            self.classes_[y_enc],
+            self.C_,
+            self.class_weight,
+            sw if weighted else None,
+            float(self.tol),
+        )
+        self.libsvm_ = model
+        self.n_fit_ = X.shape[0]
+        self.X_fit_ = np.ascontiguousarray(X[model.support_])
+        self.intercept_ = model.intercept_.copy()
+
+    def _libsvm_decision(self, Xc) -> np.ndarray:
+        """One-vs-rest-shaped decision values of libsvm's model, ``(rows, n_cols)``."""
+        Xc = np.asarray(Xc)
+        K = np.zeros((Xc.shape[0], self.n_fit_))
+        K[:, self.libsvm_.support_] = np.exp(_hinge.sq_distances(Xc, self.X_fit_) * -self.gamma_)
+        return _ovr_columns(self.libsvm_, K, self.classes_)
+
+
+def _ovr_columns(model, K, classes) -> np.ndarray:
+    """``model.decision_function(K)`` as ``(rows, n_cols)`` over all of ``classes``.
+
+    A fold whose training rows miss a class gives that column the lowest float, as
+    scikit-learn's ``cross_val_predict`` does.
+    """
+    Z = model.decision_function(K)
+    if classes.size == 2:
+        return Z.reshape(-1, 1)
+    out = np.full((K.shape[0], classes.size), np.finfo(np.float64).min)
+    cols = np.searchsorted(classes, model.classes_)
+    if model.classes_.size == 2:
+        out[:, cols[1]] = Z
+        out[:, cols[0]] = -Z
+    else:
+        out[:, cols] = Z
+    return out
+
+
+def _solver_put(xp, dst, cols: np.ndarray, src) -> None:
+    dst[:, xp.index(cols)] = src
+
+
+def _extend_folds(y_enc, classes, prev_labels, prev, n_folds, random_state):
+    """Folds that keep the previous fit's assignment of the rows it saw.
+
+    ``prev`` is each row's previous fold (``-1``: always in training, ``-2``: new row).
+    Classes whose previous rows all stayed in training (a single sample then) are dealt
+    afresh; other classes' new rows go, one by one, to the fold holding the fewest of that
+    class. Returns None when the number of folds would differ from :func:`stratified_folds`
+    (then the caller deals every row afresh).
+    """
+    folds = stratified_folds(y_enc, n_folds, random_state)
+    n_splits = int(folds.max()) + 1
+    seen = prev[prev >= 0]
+    if n_splits < 2 or seen.size == 0 or int(seen.max()) + 1 != n_splits:
+        return None
+    rng = np.random.default_rng(0 if random_state is None else _seed_of(random_state))
+    out = prev.copy()
+    for k in range(classes.size):
+        members = np.flatnonzero(y_enc == k)
+        old = prev[members]
+        if members.size < 2:
+            out[members] = -1
+            continue
+        if not (old >= 0).any():
+            out[members] = folds[members]  # singleton before (or new class): fresh deal
+            continue
+        count = np.bincount(old[old >= 0], minlength=n_splits)
+        for i in rng.permutation(members[old == -2]):
+            f = int(np.argmin(count))
+            out[i] = f
+            count[f] += 1
+        # rows kept in training before (-1) stay there unless the class needs them held out
+        out[members[old == -1]] = -1
+    return out
+
+
+def _seed_of(random_state) -> int:
+    if _is_int(random_state):
+        return int(random_state)
+    return 0
 
 
 def _sample_weight(sample_weight, n: int) -> np.ndarray:
