@@ -210,7 +210,10 @@ def _read_parquet(path: str, key: str | None):
     pq = _optional("pyarrow.parquet", "parquet", path)
     import pyarrow as pa
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: cannot read it as Parquet: {exc}") from None
     names = table.column_names
     label = next((c for c in _LABEL_COLUMNS if c in names), None)
     y = None if label is None else table.column(label).to_numpy(zero_copy_only=False)
@@ -273,7 +276,11 @@ def _list_column(column, path: str, key: str) -> np.ndarray:
 
 def _read_hdf5(path: str, key: str | None):
     h5py = _optional("h5py", "hdf5", path)
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it as HDF5: {exc}") from None
+    with f:
         def get(name):
             obj = f.get(name)
             return obj[()] if isinstance(obj, h5py.Dataset) else None

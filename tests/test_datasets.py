@@ -99,7 +99,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         load_features(tmp_path / "nan.npz")
     (tmp_path / "f.csv").write_text("1,2\n")
-    with pytest.raises(ValueError, match=".npz or .npy"):
+    with pytest.raises(ValueError, match=".npz, .npy, .parquet or .h5/.hdf5 file"):
         load_features(tmp_path / "f.csv")
     rng = np.random.default_rng(5)
     write_quantized(tmp_path / "q.npz", rng, 20, ["a", "b"])
@@ -141,3 +141,96 @@ def test_real_caltech101_background_dropped():
     assert ds.n_classes == 101 and "BACKGROUND_Google" not in ds.classes.tolist()
     assert ds.X_train.shape[1] == 1024
     assert ds.X_train.shape[0] < 6096 and ds.y_test.max() == 100
+
+
+# ----------------------------------------------------------------------------- Parquet, HDF5
+
+
+def test_parquet_vector_column_numeric_columns_and_key(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4)).astype(np.float32)
+    y = np.array(["cat", "dog", "eel"])[np.arange(30) % 3]
+    # one list column + labels: found without --key
+    pq.write_table(pa.table({"emb": list(X), "label": y}), tmp_path / "a.parquet")
+    X2, y2, classes = load_features(tmp_path / "a.parquet")
+    np.testing.assert_array_equal(X2, X)
+    assert y2.tolist() == y.tolist() and classes is None
+    # two vector columns: --key chooses, and without it the error names them
+    pq.write_table(pa.table({"a": list(X), "b": list(2 * X), "y": np.arange(30) % 3}),
+                   tmp_path / "b.parquet")
+    np.testing.assert_array_equal(load_features(tmp_path / "b.parquet", key="b")[0], 2 * X)
+    with pytest.raises(ValueError, match=r"several vector columns \['a', 'b'\]; choose one"):
+        load_features(tmp_path / "b.parquet")
+    with pytest.raises(ValueError, match="no column 'c' .--key."):
+        load_features(tmp_path / "b.parquet", key="c")
+    # plain numeric columns: every one but the labels
+    pq.write_table(pa.table({"f0": X[:, 0], "f1": X[:, 1], "y": np.arange(30) % 3}),
+                   tmp_path / "c.parquet")
+    np.testing.assert_array_equal(load_features(tmp_path / "c.parquet")[0], X[:, :2])
+    # ragged vectors are refused with the row
+    pq.write_table(pa.table({"emb": [[1.0, 2.0], [1.0]], "y": [0, 1]}), tmp_path / "d.parquet")
+    with pytest.raises(ValueError, match="row 1 has 1 values, row 0 has 2"):
+        load_features(tmp_path / "d.parquet")
+
+
+def test_hdf5_default_quantized_and_key(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((20, 3)).astype(np.float32)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["X"] = X
+        f["y"] = np.arange(20) % 2
+        f["classes"] = np.array([b"no", b"yes"])
+        f["feats/train"] = 3 * X
+        f["feats/y"] = np.arange(20) % 2
+    X2, y2, classes = load_features(tmp_path / "a.h5")
+    np.testing.assert_array_equal(X2, X)
+    assert classes.tolist() == ["no", "yes"] and y2.tolist() == (np.arange(20) % 2).tolist()
+    np.testing.assert_array_equal(load_features(tmp_path / "a.h5", key="feats/train")[0], 3 * X)
+    with pytest.raises(ValueError, match="no dataset 'nope' .--key.; datasets:"):
+        load_features(tmp_path / "a.h5", key="nope")
+    Xq = rng.integers(0, 256, (10, 3), dtype=np.uint8)
+    with h5py.File(tmp_path / "q.hdf5", "w") as f:
+        f["Xq"], f["scale"], f["zero_point"], f["y"] = Xq, np.float32(0.5), np.int32(3), np.zeros(
+            10, np.int64)
+    np.testing.assert_array_equal(load_features(tmp_path / "q.hdf5")[0],
+                                  (Xq.astype(np.float32) - 3) * np.float32(0.5))
+
+
+def test_npz_key_and_dataset_name(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((40, 5)).astype(np.float32)
+    y = np.arange(40) % 2
+    np.savez(tmp_path / "multi.npz", emb_a=X, emb_b=X[:, :2], y=y)
+    ds = load_dataset(tmp_path / "multi.npz", key="emb_b", name="my pool", normalize=False)
+    assert ds.X_train.shape[1] == 2 and ds.name == "my pool"
+    assert load_dataset(tmp_path / "multi.npz", key="emb_a").name == "multi"
+    with pytest.raises(ValueError, match=r"no array 'X' .--key.; arrays: \['emb_a', 'emb_b', 'y'\]"):
+        load_features(tmp_path / "multi.npz", key="X")
+    np.save(tmp_path / "one.npy", X)
+    with pytest.raises(ValueError, match="holds one array; --key 'x' does not apply"):
+        load_features(tmp_path / "one.npy", y, key="x")
+
+
+def test_missing_optional_reader_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "x.h5").write_bytes(b"")
+    (tmp_path / "x.parquet").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py now fails
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ValueError, match=r"needs h5py: pip install 'alamp_fast\[hdf5\]'"):
+        load_features(tmp_path / "x.h5")
+    with pytest.raises(ValueError, match=r"needs pyarrow.parquet: pip install 'alamp_fast\[parquet"):
+        load_features(tmp_path / "x.parquet")
+
+
+def test_damaged_parquet_and_hdf5_are_one_line_errors(tmp_path):
+    pytest.importorskip("h5py")
+    pytest.importorskip("pyarrow")
+    for name in ("x.h5", "x.parquet"):
+        (tmp_path / name).write_bytes(b"garbage")
+        with pytest.raises(ValueError, match="cannot read"):
+            load_features(tmp_path / name)

@@ -124,3 +124,73 @@ def test_subprocess_module_entry(tmp_path):
          str(tmp_path)], capture_output=True, text=True, env=env, timeout=300,
     )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_own_parquet_pool_with_name_key_and_custom_classifier(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(3)
+    means = rng.standard_normal((3, 6)) * 3
+    for split, n in (("train", 150), ("test", 60)):
+        y = np.arange(n) % 3
+        X = (means[y] + rng.standard_normal((n, 6))).astype(np.float32)
+        pq.write_table(pa.table({"emb": list(X), "other": list(X[:, :2]),
+                                 "label": np.array(["a", "b", "c"])[y]}),
+                       tmp_path / f"{split}.parquet")
+    out = tmp_path / "out"
+    rc = main(["simulate", "--train", str(tmp_path / "train.parquet"), "--test",
+               str(tmp_path / "test.parquet"), "--key", "emb", "--name", "my features",
+               "--classifier", "sklearn.linear_model:LogisticRegression",
+               "--strategies", "random,margin", *TINY, "--out", str(out), "--no-plots"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["dataset"]["name"] == "my features" and doc["dataset"]["n_features"] == 6
+    assert "LogisticRegression" in doc["config"]["classifier"]
+    assert "LogisticRegression" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nosuchmodule_xyz:Thing", "cannot import 'nosuchmodule_xyz'"),
+    ("sklearn.linear_model:Nope", "has no 'Nope'"),
+    ("sklearn.preprocessing:StandardScaler", "is not a classifier with fit and predict_proba"),
+])
+def test_custom_classifier_errors_are_one_line(tmp_path, capsys, spec, message):
+    rc = main(["simulate", "--quiet", "--init", "20", "--step", "10", "--iterations", "1",
+               "--runs", "1", "--out", str(tmp_path), "--no-plots", "--classifier", spec])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_without_matplotlib_plots_are_skipped_with_one_line(tmp_path, capsys, monkeypatch):
+    from alamp_fast import simulate_cli
+
+    monkeypatch.setattr(simulate_cli, "plots_available", lambda: False)
+    rc = main(["simulate", *TINY, "--strategies", "margin", "--out", str(tmp_path)])
+    assert rc == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'alamp_fast[plot]'" in err
+    assert (tmp_path / "results.json").exists() and not (tmp_path / "accuracy.png").exists()
+
+
+def test_no_progress_output_when_piped(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "alamp_fast", "simulate", "--init", "20", "--step", "10",
+         "--iterations", "1", "--runs", "1", "--strategies", "margin", "--no-plots",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "wall" in proc.stdout and "simulation" in proc.stdout
+
+
+def test_progress_bar_with_eta_when_asked(capsys):
+    from alamp_fast.al.loop import _LineProgress, make_progress
+
+    assert make_progress(False, 10, "x") is None
+    bar = _LineProgress(4, "simulate", sys.stderr)
+    for _ in range(4):
+        bar.update(1)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "simulate: 4/4" in err and "ETA" in err
