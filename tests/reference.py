@@ -129,6 +129,32 @@ def diversify(scores, pseudo_class, b, exclude=None, largest=True) -> np.ndarray
     return np.asarray(selected, dtype=np.int64)
 
 
+def alamp_query(memory: dict, probs, ids, budget, *, exclude=None, diverse=False):
+    """One alamp (or alamp-div) query of a pool of sample ``ids``, with a dict memory.
+
+    What every alamp adapter of :mod:`alamp_fast.integrations` must pick. ``memory`` maps a
+    sample id to its ``(margin, top class)`` at the previous query and is replaced by this
+    query's. Rows with no previous entry count as previously certain (margin 1.0) with their
+    current top class; when no row has one (the first query) the utility is ``-margin``
+    (margin sampling). ``exclude`` holds row positions that cannot be picked.
+    """
+    margin, top = top2_margin(probs)
+    prev = [memory.get(int(i)) for i in ids]
+    if all(p is None for p in prev):
+        utility, pseudo = -margin, top
+    else:
+        filled = np.array([1.0 if p is None else p[0] for p in prev], dtype=margin.dtype)
+        utility = alamp_score(filled, margin)
+        pseudo = np.array([t if p is None else p[1] for p, t in zip(prev, top, strict=True)])
+    if diverse:
+        picks = diversify(utility, pseudo, budget, exclude=exclude)
+    else:
+        picks = select_top(utility, budget, exclude=exclude)
+    memory.clear()
+    memory.update({int(i): (float(m), int(t)) for i, m, t in zip(ids, margin, top, strict=True)})
+    return picks
+
+
 def kcenter_greedy(features, labeled, b) -> np.ndarray:
     """k-center greedy with every distance recomputed from scratch at every step, in float64.
 

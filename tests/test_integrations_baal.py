@@ -6,34 +6,16 @@ so the reference can rank exactly what the loop's ``get_probabilities`` returned
 
 import numpy as np
 import pytest
+import torch
+from baal.active import ActiveLearningLoop, heuristics
+from baal.active.dataset import ActiveLearningDataset
+from reference import alamp_query as reference_query
 
-pytest.importorskip("baal")
-
-import torch  # noqa: E402
-from baal.active import ActiveLearningLoop, heuristics  # noqa: E402
-from baal.active.dataset import ActiveLearningDataset  # noqa: E402
-
-import alamp_fast as af  # noqa: E402
-from alamp_fast.integrations import baal as integ  # noqa: E402
+import alamp_fast as af
+from alamp_fast.integrations import baal as integ
 
 # baal's own logging chatter, not ours
 pytestmark = pytest.mark.filterwarnings(r"ignore:getName\(\) is deprecated")
-
-
-def reference_query(memory: dict, probs, ids, budget, *, diverse=False):
-    """Literal alamp with a dict memory keyed by sample id (see test_integrations_state)."""
-    margin, top = af.top2_margin(probs)
-    prev = [memory.get(int(i)) for i in ids]
-    if all(p is None for p in prev):
-        utility, pseudo = -margin, top
-    else:
-        filled = np.array([1.0 if p is None else p[0] for p in prev], dtype=margin.dtype)
-        utility = af.alamp_score(filled, margin)
-        pseudo = np.array([t if p is None else p[1] for p, t in zip(prev, top, strict=True)])
-    picks = af.diversify(utility, pseudo, budget) if diverse else af.select_top(utility, budget)
-    memory.clear()
-    memory.update({int(i): (float(m), int(t)) for i, m, t in zip(ids, margin, top, strict=True)})
-    return picks
 
 
 class Indexed(torch.utils.data.Dataset):

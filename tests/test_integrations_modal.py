@@ -6,35 +6,16 @@ learner gives for the same pool just before the query.
 
 import inspect
 
+import modAL.models.learners
 import numpy as np
 import pytest
+import sklearn.utils
+from modAL.models import ActiveLearner
+from modAL.uncertainty import margin_sampling as modal_margin_sampling
+from reference import alamp_query as reference_query
+from sklearn.linear_model import LogisticRegression
 
-pytest.importorskip("modAL")
-
-import modAL.models.learners  # noqa: E402
-import sklearn.utils  # noqa: E402
-from modAL.models import ActiveLearner  # noqa: E402
-from modAL.uncertainty import margin_sampling as modal_margin_sampling  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-import alamp_fast as af  # noqa: E402
-from alamp_fast.integrations import modal  # noqa: E402
-
-
-def reference_query(memory: dict, probs, ids, budget, *, diverse=False):
-    """Literal alamp with a dict memory keyed by sample id (see test_integrations_state)."""
-    margin, top = af.top2_margin(probs)
-    prev = [memory.get(int(i)) for i in ids]
-    if all(p is None for p in prev):
-        utility, pseudo = -margin, top
-    else:
-        filled = np.array([1.0 if p is None else p[0] for p in prev], dtype=margin.dtype)
-        utility = af.alamp_score(filled, margin)
-        pseudo = np.array([t if p is None else p[1] for p, t in zip(prev, top, strict=True)])
-    picks = af.diversify(utility, pseudo, budget) if diverse else af.select_top(utility, budget)
-    memory.clear()
-    memory.update({int(i): (float(m), int(t)) for i, m, t in zip(ids, margin, top, strict=True)})
-    return picks
+from alamp_fast.integrations import modal
 
 
 @pytest.fixture(autouse=True)

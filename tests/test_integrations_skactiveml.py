@@ -8,33 +8,14 @@ same fitted model, and with scikit-activeml's own strategies where it has them.
 
 import numpy as np
 import pytest
+from reference import alamp_query as reference_query
+from skactiveml.classifier import SklearnClassifier
+from skactiveml.pool import CoreSet as SkCoreSet
+from skactiveml.pool import UncertaintySampling
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 
-pytest.importorskip("skactiveml")
-
-from skactiveml.classifier import SklearnClassifier  # noqa: E402
-from skactiveml.pool import CoreSet as SkCoreSet  # noqa: E402
-from skactiveml.pool import UncertaintySampling  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-import alamp_fast as af  # noqa: E402
-from alamp_fast.integrations import skactiveml as integ  # noqa: E402
-
-
-def reference_query(memory: dict, probs, ids, budget, *, diverse=False):
-    """Literal alamp with a dict memory keyed by sample id (see test_integrations_state)."""
-    margin, top = af.top2_margin(probs)
-    prev = [memory.get(int(i)) for i in ids]
-    if all(p is None for p in prev):
-        utility, pseudo = -margin, top
-    else:
-        filled = np.array([1.0 if p is None else p[0] for p in prev], dtype=margin.dtype)
-        utility = af.alamp_score(filled, margin)
-        pseudo = np.array([t if p is None else p[1] for p, t in zip(prev, top, strict=True)])
-    picks = af.diversify(utility, pseudo, budget) if diverse else af.select_top(utility, budget)
-    memory.clear()
-    memory.update({int(i): (float(m), int(t)) for i, m, t in zip(ids, margin, top, strict=True)})
-    return picks
+from alamp_fast.integrations import skactiveml as integ
 
 
 def make_data(seed, n=250, n_classes=4, n_features=5):

@@ -6,11 +6,9 @@ whole dataset and ranks them with alamp_fast's direct API.
 
 import numpy as np
 import pytest
-
-pytest.importorskip("small_text")
-
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from small_text import (  # noqa: E402
+from reference import alamp_query as reference_query
+from sklearn.linear_model import LogisticRegression
+from small_text import (
     BreakingTies,
     GreedyCoreset,
     PoolBasedActiveLearner,
@@ -18,8 +16,7 @@ from small_text import (  # noqa: E402
     SklearnDataset,
 )
 
-import alamp_fast as af  # noqa: E402
-from alamp_fast.integrations import small_text as integ  # noqa: E402
+from alamp_fast.integrations import small_text as integ
 
 # small-text's own warnings, not ours
 pytestmark = [
@@ -27,25 +24,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Default distance metric has changed"),
     pytest.mark.filterwarnings("ignore:invalid value encountered in arccos"),
 ]
-
-
-def reference_query(memory: dict, probs, ids, budget, *, exclude=None, diverse=False):
-    """Literal alamp with a dict memory keyed by sample id (see test_integrations_state)."""
-    margin, top = af.top2_margin(probs)
-    prev = [memory.get(int(i)) for i in ids]
-    if all(p is None for p in prev):
-        utility, pseudo = -margin, top
-    else:
-        filled = np.array([1.0 if p is None else p[0] for p in prev], dtype=margin.dtype)
-        utility = af.alamp_score(filled, margin)
-        pseudo = np.array([t if p is None else p[1] for p, t in zip(prev, top, strict=True)])
-    if diverse:
-        picks = af.diversify(utility, pseudo, budget, exclude=exclude)
-    else:
-        picks = af.select_top(utility, budget, exclude=exclude)
-    memory.clear()
-    memory.update({int(i): (float(m), int(t)) for i, m, t in zip(ids, margin, top, strict=True)})
-    return picks
 
 
 def make_learner(seed, strategy, n=240, n_classes=4, n_features=5):
