@@ -419,7 +419,7 @@ def _export(args) -> int:
     from alamp_fast.cli import CLIError
     from alamp_fast.workflow import Project
 
-    if (args.round is None) == (args.format is None and args.out is None):
+    if args.round is None and args.format is None and args.out is None:
         raise CLIError("give --round N (a batch CSV) or --format/--out (every label received)")
     if args.round is not None:
         if args.format is not None:
