@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import reference as ref
 
 import alamp_fast as af
 from alamp_fast.strategies import (
@@ -21,40 +22,23 @@ from alamp_fast.strategies import (
 # ---------------------------------------------------------------- slow literal references
 
 
+# the literal references of tests/reference.py, with list results where tests compare lists
+
+
 def ref_margin_top(probs):
-    margins, tops = [], []
-    for row in probs.tolist():
-        order = sorted(range(len(row)), key=lambda j: (-row[j], j))
-        margins.append(row[order[0]] - row[order[1]])
-        tops.append(order[0])
-    return np.array(margins), np.array(tops)
+    return ref.top2_margin(np.asarray(probs))
 
 
 def ref_rank(scores, exclude=(), largest=True):
-    excluded = set(int(i) for i in exclude)
-    cand = [i for i in range(len(scores)) if i not in excluded]
-    return sorted(cand, key=lambda i: (-scores[i] if largest else scores[i], i))
+    return ref.ranked(scores, list(exclude), largest)
 
 
 def ref_diversify(scores, pseudo, b, exclude=(), largest=True):
-    """Algorithm 1, literally: repeated passes over the ranking, one sample per class per pass."""
-    order = ref_rank(scores, exclude, largest)
-    taken, picked = set(), []
-    while len(picked) < b:
-        seen = set()
-        for i in order:
-            if len(picked) == b:
-                break
-            if i not in taken and pseudo[i] not in seen:
-                seen.add(pseudo[i])
-                taken.add(i)
-                picked.append(i)
-    return picked
+    return ref.diversify(scores, pseudo, b, list(exclude), largest).tolist()
 
 
 def ref_alamp(prev, cur):
-    return np.array([0.0 if p + c == 0 else (p - c) / (p + c)
-                     for p, c in zip(prev, cur, strict=True)])
+    return ref.alamp_score(np.asarray(prev), np.asarray(cur))
 
 
 def random_probs(rng, n, c, dtype=np.float64):
