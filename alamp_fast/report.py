@@ -10,7 +10,17 @@
                            "runs": [{"run": 0, "seed": ..., "accuracy": [...], ...}]}}}
 
 Accuracies are fractions in [0, 1]; times are seconds. ``results.csv`` has one row per
-strategy x run x iteration. The plots need matplotlib (``pip install 'alamp_fast[plot]'``).
+strategy x run x iteration. The plots need matplotlib (``pip install 'alamp_fast[plot]'``):
+
+``accuracy.png``
+    small multiples, one panel per strategy: its mean test accuracy over runs with a band of
+    +/- one standard deviation over runs, against random (dashed) and, faint, the others;
+``imbalance.png``
+    the imbalance ratio of the labeled set against the labeled count, per strategy;
+``diversification.png`` (when a strategy and its ``-div`` variant both ran)
+    each pair side by side: accuracy and imbalance ratio (the paper's Fig. 5).
+
+Every figure carries a caption saying what the lines and bands are.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ __all__ = [
     "FORMAT",
     "machine",
     "plot_accuracy",
+    "plot_diversification",
     "plot_imbalance",
     "summary_table",
     "versions",
@@ -114,7 +125,8 @@ def write_results(
     out_dir : str or PathLike
         Created if missing; existing files of the same names are replaced.
     plots : bool
-        Write ``accuracy.png`` and ``imbalance.png`` (needs matplotlib).
+        Write ``accuracy.png``, ``imbalance.png`` and, when a strategy ran with its ``-div``
+        variant, ``diversification.png`` (needs matplotlib).
     include_order : bool
         Store every run's labeled rows, in labeling order, in ``results.json``.
     extra : dict, optional
@@ -153,6 +165,10 @@ def write_results(
     if plots:
         paths["accuracy_png"] = plot_accuracy(doc, out_dir / "accuracy.png")
         paths["imbalance_png"] = plot_imbalance(doc, out_dir / "imbalance.png")
+        if _div_pairs(doc):
+            paths["diversification_png"] = plot_diversification(
+                doc, out_dir / "diversification.png"
+            )
     return paths
 
 
@@ -172,7 +188,7 @@ def _jsonable(obj):
     return obj
 
 
-def _figure():
+def _figure(figsize=(7.0, 4.5)):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
@@ -180,33 +196,83 @@ def _figure():
             "PNG plots need matplotlib: pip install 'alamp_fast[plot]' (or pass --no-plots)"
         ) from exc
     # The object API, not pyplot: no global state, no GUI backend needed.
-    return Figure(figsize=(7.0, 4.5), layout="constrained")
+    return Figure(figsize=figsize, layout="constrained")
 
 
 def _title(doc: dict) -> str:
     cfg = doc.get("config", {})
     ds = doc.get("dataset", {})
+    cs = " cost-sensitive" if cfg.get("cost_sensitive") else ""
     return (
-        f"{ds.get('name', '')}: {cfg.get('classifier', '')}, init {cfg.get('init')}, "
+        f"{ds.get('name', '')}: {cfg.get('classifier', '')}{cs}, init {cfg.get('init')}, "
         f"{cfg.get('iterations')} x {cfg.get('step')}, {cfg.get('runs')} run(s)"
     )
 
 
+def _runs(doc: dict) -> int:
+    return int(doc.get("config", {}).get("runs") or 1)
+
+
+def _caption(fig, text: str) -> None:
+    import textwrap
+
+    width = int(fig.get_figwidth() * 15)  # about 15 characters of 8-point text an inch
+    fig.supxlabel(textwrap.fill(text, width), fontsize=8, color="0.25")
+
+
+def _curve(s: dict, key: str = "accuracy"):
+    x = np.asarray(s["labeled"])
+    m = 100 * np.asarray(s[f"{key}_mean"])
+    sd = 100 * np.asarray(s.get(f"{key}_std", np.zeros_like(m)))
+    return x, m, sd
+
+
 def plot_accuracy(doc: dict, path) -> Path:
-    """Test accuracy (mean over runs, +-1 std band) against labeled samples, per strategy."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    for name, s in doc["strategies"].items():
-        x = np.asarray(s["labeled"])
-        m = 100 * np.asarray(s["accuracy_mean"])
-        sd = 100 * np.asarray(s["accuracy_std"])
-        (line,) = ax.plot(x, m, marker="o", ms=3, label=f"{name} ({100 * s['mean_accuracy']:.2f})")
-        ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.15, lw=0)
-    ax.set_xlabel("labeled samples")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(_title(doc), fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="strategy (mean acc.)", title_fontsize=8)
+    """Test accuracy against labeled samples: one panel per strategy (small multiples).
+
+    Each panel shows its strategy's mean accuracy over runs with a band of +/- one standard
+    deviation over runs, random's (dashed, with its band) for reference, and the other
+    strategies as faint grey lines; the legend gives the mean accuracy over the cycle.
+    """
+    strategies = doc["strategies"]
+    names = list(strategies)
+    n = len(names)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig = _figure((3.2 * cols + 0.4, 2.6 * rows + 0.9))
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    colors = [f"C{i % 10}" for i in range(n)]
+    base = strategies.get("random")
+    for i, name in enumerate(names):
+        ax = axes[i // cols][i % cols]
+        for other in names:
+            if other not in (name, "random"):
+                x, m, _ = _curve(strategies[other])
+                ax.plot(x, m, color="0.75", lw=0.8)
+        if base is not None and name != "random":
+            x, m, sd = _curve(base)
+            ax.plot(x, m, color="k", ls="--", lw=1.2, label=f"random ({m.mean():.2f})")
+            ax.fill_between(x, m - sd, m + sd, color="k", alpha=0.08, lw=0)
+        s = strategies[name]
+        x, m, sd = _curve(s)
+        ax.plot(x, m, color=colors[i], marker="o", ms=2.5, lw=1.6,
+                label=f"{name} ({100 * s['mean_accuracy']:.2f})")
+        ax.fill_between(x, m - sd, m + sd, color=colors[i], alpha=0.2, lw=0)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        if i % cols == 0:
+            ax.set_ylabel("test accuracy (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for j in range(n, rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.suptitle(_title(doc), fontsize=9)
+    _caption(
+        fig,
+        f"x: labeled samples. Lines: mean test accuracy over {_runs(doc)} run(s); bands: +/- one "
+        "standard deviation over runs. Dashed: random; grey: the other strategies; "
+        "legend: mean accuracy over the cycle (%).",
+    )
     path = Path(path)
     fig.savefig(path, dpi=120)
     return path
@@ -214,18 +280,64 @@ def plot_accuracy(doc: dict, path) -> Path:
 
 def plot_imbalance(doc: dict, path) -> Path:
     """Imbalance ratio (std/mean of per-class labeled counts) against labeled samples."""
-    fig = _figure()
+    fig = _figure((7.0, 4.8))
     ax = fig.add_subplot()
     for name, s in doc["strategies"].items():
-        ax.plot(s["labeled"], s["ir_mean"], marker="o", ms=3, label=name)
+        style = {"ls": "--"} if name.endswith("-div") else {}
+        ax.plot(s["labeled"], s["ir_mean"], marker="o", ms=3, label=name, **style)
     pool_ir = doc.get("dataset", {}).get("pool_ir")
     if pool_ir is not None:
-        ax.axhline(pool_ir, color="k", ls="--", lw=1, label=f"pool ({pool_ir:.2f})")
-    ax.set_xlabel("labeled samples")
+        ax.axhline(pool_ir, color="k", ls=":", lw=1, label=f"pool ({pool_ir:.2f})")
     ax.set_ylabel("ir = std / mean of per-class labeled counts")
     ax.set_title(_title(doc), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncols=2)
+    _caption(
+        fig,
+        f"x: labeled samples. Lines: imbalance ratio of the labeled set, mean over {_runs(doc)} "
+        "run(s) (0 = balanced); dashed: diversified strategies; dotted: the whole pool.",
+    )
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _div_pairs(doc: dict) -> list[tuple[str, str]]:
+    names = set(doc.get("strategies", {}))
+    return [(b, f"{b}-div") for b in ("random", "margin", "alamp") if {b, f"{b}-div"} <= names]
+
+
+def plot_diversification(doc: dict, path) -> Path:
+    """Each strategy against its ``-div`` variant: accuracy (top) and imbalance ratio (bottom)."""
+    pairs = _div_pairs(doc)
+    if not pairs:
+        raise ValueError("no strategy ran together with its -div variant")
+    fig = _figure((3.3 * len(pairs) + 0.4, 5.6))
+    axes = fig.subplots(2, len(pairs), sharex=True, squeeze=False)
+    for j, (plain, div) in enumerate(pairs):
+        for name, color in ((plain, "C0"), (div, "C3")):
+            s = doc["strategies"][name]
+            x, m, sd = _curve(s)
+            axes[0][j].plot(x, m, color=color, marker="o", ms=2.5,
+                            label=f"{name} ({100 * s['mean_accuracy']:.2f})")
+            axes[0][j].fill_between(x, m - sd, m + sd, color=color, alpha=0.2, lw=0)
+            axes[1][j].plot(s["labeled"], s["ir_mean"], color=color, marker="o", ms=2.5,
+                            label=name)
+        axes[0][j].set_title(f"{plain} vs {div}", fontsize=9)
+        axes[0][j].legend(fontsize=7, loc="lower right")
+        axes[1][j].legend(fontsize=7)
+        for ax in (axes[0][j], axes[1][j]):
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("test accuracy (%)", fontsize=8)
+    axes[1][0].set_ylabel("ir of the labeled set", fontsize=8)
+    fig.suptitle(_title(doc), fontsize=9)
+    _caption(
+        fig,
+        f"x: labeled samples. Top: mean test accuracy over {_runs(doc)} run(s), bands +/- one "
+        "standard deviation over runs (legend: mean over the cycle, %). Bottom: imbalance "
+        "ratio of the labeled set (mean over runs).",
+    )
     path = Path(path)
     fig.savefig(path, dpi=120)
     return path
