@@ -286,13 +286,24 @@ def add_ft_arguments(group) -> None:
         "--pretrain-epochs", metavar="N", help="pretraining epochs (default: --epochs)"
     )
     group.add_argument(
-        "--small-input", default="auto", metavar="auto|on|off", help="3x3 stem, no max-pool"
+        "--small-input",
+        default="auto",
+        metavar="auto|on|off",
+        help="a 3x3 first convolution without max-pool, for small images (auto: read from "
+        "--weights, else on for images up to 64 pixels)",
     )
-    group.add_argument("--width", metavar="N", help="channels of layer1 (64 = ResNet-18)")
+    group.add_argument(
+        "--width",
+        metavar="N",
+        help="channels of the first block (64 = ResNet-18; smaller is faster; default: read "
+        "from --weights, else 64)",
+    )
     group.add_argument("--epochs", default="80", metavar="N", help="fine-tuning epochs (80)")
     group.add_argument("--lr", default="0.01", metavar="F", help="initial learning rate (0.01)")
     group.add_argument("--batch-size", default="64", metavar="N", help="mini-batch (64)")
-    group.add_argument("--weight-decay", default="0.001", metavar="F", help="(0.001)")
+    group.add_argument(
+        "--weight-decay", default="0.001", metavar="F", help="SGD weight decay (0.001)"
+    )
     group.add_argument(
         "--patience", default="10", metavar="N", help="plateau epochs before lr / 10 (10)"
     )
@@ -329,14 +340,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--init", metavar="N", help="initial random batch (200)")
     proto.add_argument("--step", metavar="N", help="samples labeled per iteration (200)")
     proto.add_argument("--iterations", metavar="N", help="AL iterations (15)")
-    proto.add_argument("--runs", default="3", metavar="N")
-    proto.add_argument("--seed", default="0", metavar="N")
-    proto.add_argument("--targets", default="", metavar="LIST", help="accuracies to reach")
+    proto.add_argument("--runs", default="3", metavar="N", help="repetitions (default 3)")
+    proto.add_argument(
+        "--seed", default="0", metavar="N", help="base seed of everything (default 0)"
+    )
+    proto.add_argument(
+        "--targets",
+        default="",
+        metavar="LIST",
+        help="comma-separated accuracies for the samples-to-target table, e.g. 0.5,0.6",
+    )
     out = parser.add_argument_group("output")
-    out.add_argument("--out", default=DEFAULT_OUT, metavar="DIR")
-    out.add_argument("--no-plots", action="store_true")
-    out.add_argument("--save-order", action="store_true", help="labeled rows in results.json")
-    out.add_argument("--quiet", action="store_true")
+    out.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"output directory: source_model.pt, results, plots (default {DEFAULT_OUT})",
+    )
+    out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    out.add_argument(
+        "--save-order",
+        action="store_true",
+        help="store every run's labeled rows, in order, in results.json",
+    )
+    out.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: shown on a terminal)"
+    )
 
 
 def _num(name: str, text, kind, low, high=None):
@@ -445,7 +474,7 @@ def _run(args, images_path, test_path) -> int:
         targets=[_num("targets", t, float, 0.0, 1.0) for t in _list(args.targets)],
         imbalance=None if args.imbalance is None else _num("imbalance", args.imbalance, float, 0),
         threshold=_tristate("threshold", args.threshold),
-        progress=not args.quiet,
+        progress=False if args.quiet else "auto",
     )
     from alamp_fast.report import summary_table
 
