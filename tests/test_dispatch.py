@@ -8,14 +8,11 @@ import sys
 import numpy as np
 import pytest
 import reference as ref
+import torch
 from conftest import assert_exact
 
 import alamp_fast as af
 from alamp_fast import _dispatch
-
-torch = pytest.importorskip(
-    "torch", reason="torch is not installed (pip install alamp_fast[torch])"
-)
 
 OUT = {torch.float16: torch.float32, torch.float32: torch.float32, torch.float64: torch.float64}
 TORCH_DTYPES = list(OUT)
@@ -139,7 +136,6 @@ def test_device_cuda_without_cuda_raises_clearly(device, library):
 @pytest.mark.gpu
 @pytest.mark.skipif(not _cuda_usable(), reason="needs a CUDA device visible to cupy")
 def test_device_cuda_with_numpy_returns_numpy(rng):
-    pytest.importorskip("alamp_fast.cuda", reason="GPU implementations not written yet")
     P = np.round(rng.random((1000, 10)), 1).astype(np.float32)
     m = af.margin(P, device="cuda")
     assert isinstance(m, np.ndarray)
@@ -184,7 +180,8 @@ def test_import_is_light():
 
 
 def test_mixing_array_libraries_is_a_typeerror():
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
+
     scores = da.from_array(np.linspace(0, 1, 10), chunks=5)
     with pytest.raises(TypeError, match=r"mix array libraries \['dask', 'torch'\]"):
         af.diversify(scores, torch.arange(10) % 3, 2)

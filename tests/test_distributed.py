@@ -16,17 +16,15 @@ import signal
 import threading
 import time
 
+import dask
+import dask.array as da
+import distributed
 import numpy as np
 import pytest
 from conftest import _cuda_skip_reason, assert_exact
 
 import alamp_fast as af
-
-dask = pytest.importorskip("dask")
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
-
-from alamp_fast import distributed as afd  # noqa: E402  (needs dask)
+from alamp_fast import distributed as afd
 
 
 def uneven_chunks(rng, n: int, parts: int) -> tuple[int, ...]:

@@ -9,30 +9,29 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import assert_exact
 
-torch = pytest.importorskip("torch")
-
-from alamp_fast.finetune import data as ft_data  # noqa: E402
-from alamp_fast.finetune import pretrain  # noqa: E402
-from alamp_fast.finetune.resnet import (  # noqa: E402
+from alamp_fast.finetune import data as ft_data
+from alamp_fast.finetune import pretrain
+from alamp_fast.finetune.resnet import (
     load_backbone,
     load_state_dict_file,
     resnet18,
 )
-from alamp_fast.finetune.scheme import (  # noqa: E402
+from alamp_fast.finetune.scheme import (
     FT_STRATEGIES,
     FineTuneClassifier,
     simulate_ft,
 )
-from alamp_fast.finetune.train import (  # noqa: E402
+from alamp_fast.finetune.train import (
     TrainConfig,
     class_priors,
     fit,
     predict,
     threshold_probs,
 )
-from alamp_fast.strategies import Strategy  # noqa: E402
+from alamp_fast.strategies import Strategy
 
 
 @pytest.fixture(autouse=True)
@@ -425,7 +424,8 @@ def test_load_images_npz_and_folder(tmp_path, rng):
     s = ft_data.load_images(tmp_path / "a.npz")
     assert s.classes == ["cat", "dog"] and s.X.shape == (6, 20, 20, 3)
     assert_exact(s.y, y)
-    PIL = pytest.importorskip("PIL.Image")
+    from PIL import Image as PIL
+
     for i in range(6):
         folder = tmp_path / "imgs" / ["cat", "dog"][y[i]]
         folder.mkdir(parents=True, exist_ok=True)

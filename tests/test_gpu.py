@@ -533,8 +533,9 @@ def test_every_kernel_instantiation_compiles_with_nvrtc():
 
 
 def test_bfloat16_tensors_are_widened_before_cupy_from_dlpack():
-    torch = pytest.importorskip("torch")
     import types
+
+    import torch
 
     from alamp_fast._dispatch import torch_cuda_to_cupy
 

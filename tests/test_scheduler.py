@@ -12,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import pickle
 
+import dask
+import dask.array as da
+import distributed
 import numpy as np
 import pytest
 from conftest import assert_exact
@@ -19,6 +22,7 @@ from conftest import assert_exact
 from alamp_fast import outofcore
 from alamp_fast.cli import main
 from alamp_fast.datasets import l2_normalize
+from alamp_fast.distributed import _current_client
 from alamp_fast.protocol import (
     _connect,
     _scatter_rows,
@@ -28,12 +32,6 @@ from alamp_fast.protocol import (
 )
 from alamp_fast.strategies import STRATEGIES, get_strategy
 from alamp_fast.workflow import STATE_FILE, Project
-
-dask = pytest.importorskip("dask")
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
-
-from alamp_fast.distributed import _current_client  # noqa: E402  (needs dask)
 
 N_CLASSES = 4
 NAMES = [f"c{i}" for i in range(N_CLASSES)]

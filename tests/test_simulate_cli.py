@@ -15,8 +15,6 @@ import pytest
 
 from alamp_fast.cli import main
 
-pytest.importorskip("matplotlib")
-
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["--init", "20", "--step", "10", "--iterations", "2", "--runs", "2", "--quiet"]
 

@@ -118,7 +118,8 @@ def test_hinge_errors():
 
 
 def test_hinge_needs_the_host():
-    torch = pytest.importorskip("torch")
+    import torch
+
     X, y = load_iris(return_X_y=True)
     with pytest.raises(ValueError, match="loss='hinge' runs libsvm"):
         SVCCV(loss="hinge", device=torch.device("cpu")).fit(X, y)
