@@ -49,6 +49,14 @@ class GpuCase:
 # ----------------------------------------------------------------------------- sizes
 SCALES = {
     # margin (n list, C list), alamp/diversify n, k-center (n, d, labeled, b), streamed (n, C)
+    # tiny: a rehearsal on the CUDA emulator (benchmarks/device_check.sh in CI); no speed meaning
+    "tiny": {
+        "margin_n": [2_000],
+        "margin_C": [100],
+        "select_n": 5_000,
+        "kcenter": (1_000, 16, 5, 4),
+        "stream": (4_000, 100),
+    },
     "quick": {
         "margin_n": [1 << 18],
         "margin_C": [100],
