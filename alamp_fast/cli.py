@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except (CLIError, ValueError, FileNotFoundError) as exc:
+        if getattr(args, "debug", False):  # --debug (workflow commands): the traceback
+            raise
         print(f"alamp-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
