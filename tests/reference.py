@@ -176,6 +176,38 @@ def kcenter_greedy(features, labeled, b) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
+def badge(probs, embeddings, b, seed=None, exclude=()):
+    """BADGE as written: g_i = (onehot(argmax p_i) - p_i) (x) h_i as rows of an (n, C*d)
+    matrix, first center the largest ||g_i||, then per pick: recompute every squared distance
+    to the newest center, keep the minimum, draw u and take the first row whose cumulative
+    weight exceeds u * total (chosen and excluded rows weigh 0; total 0: lowest free row)."""
+    P = np.asarray(probs).astype(np.float64)
+    H = np.asarray(embeddings).astype(np.float64)
+    n, C = P.shape
+    G = ((np.eye(C)[P.argmax(axis=1)] - P)[:, :, None] * H[:, None, :]).reshape(n, -1)
+    taken = np.zeros(n, dtype=bool)
+    taken[np.asarray(exclude, dtype=np.int64)] = True
+    rng = np.random.default_rng(seed)
+    if b == 0:
+        return np.empty(0, dtype=np.int64)
+    norms = np.where(taken, -1.0, np.sum(G * G, axis=1))
+    chosen = [int(np.argmax(norms))]
+    taken[chosen[0]] = True
+    d2 = np.full(n, np.inf)
+    while len(chosen) < b:
+        d2 = np.minimum(d2, np.sum((G - G[chosen[-1]]) ** 2, axis=1))
+        d2[taken] = 0.0
+        cum = np.cumsum(d2)
+        u = rng.random()
+        if cum[-1] > 0:
+            pick = int(np.searchsorted(cum, u * cum[-1], side="right"))
+        else:
+            pick = int(np.flatnonzero(~taken)[0])
+        chosen.append(pick)
+        taken[pick] = True
+    return np.asarray(chosen, dtype=np.int64)
+
+
 def covering_radius(features, centers) -> float:
     """max over all rows of the Euclidean distance to the nearest of ``centers`` (float64)."""
     X = np.asarray(features).astype(np.float64)

@@ -9,6 +9,7 @@ import inspect
 import modAL.models.learners
 import numpy as np
 import pytest
+import reference as ref
 import sklearn.utils
 from modAL.models import ActiveLearner
 from modAL.uncertainty import margin_sampling as modal_margin_sampling
@@ -110,20 +111,10 @@ def test_margin_sampling_picks_what_modal_picks():
 
 
 def _slow_kcenter(X, labeled_X, b):
-    """Literal k-center greedy: recompute every distance at every step."""
-    centres = [row for row in labeled_X]
-    chosen = []
-    for _ in range(b):
-        best, arg = -1.0, -1
-        for i in range(len(X)):
-            if i in chosen:
-                continue
-            d = min(np.sqrt(((X[i] - c) ** 2).sum()) for c in centres)
-            if d > best:
-                best, arg = d, i
-        chosen.append(arg)
-        centres.append(X[arg])
-    return np.array(chosen)
+    """Literal k-center greedy (tests/reference.py) with the labeled rows as first centres."""
+    both = np.vstack([np.asarray(labeled_X, dtype=np.float64), np.asarray(X, dtype=np.float64)])
+    k = len(labeled_X)
+    return ref.kcenter_greedy(both, np.arange(k), b) - k
 
 
 def test_coreset_sampling_uses_the_training_set_as_centres():
