@@ -4,7 +4,7 @@ parameter (alamp_fast vs the numpy / scikit-learn way a user would write it).
 The cases come from :func:`alamp_fast.bench.make_cases` (the same definitions that
 ``alamp-fast bench`` runs). Run::
 
-    python -m pytest benchmarks/bench_kernels.py --benchmark-enable --benchmark-only \
+    python -m pytest benchmarks/bench_kernels.py -n 0 --benchmark-enable --benchmark-only \
         --benchmark-json=benchmarks/results/pytest_benchmark_cpu.json
 
 Scale with ``ALAMP_FAST_BENCH_SCALE=quick|default|full`` (default: default). Bytes moved per
