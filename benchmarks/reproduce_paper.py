@@ -1,17 +1,37 @@
-"""Paper-style protocol on real features: Caltech-101 (imbalanced) and CIFAR-10.
+"""The paper's SVM-scheme protocol on real features, resumable: curves, imbalance, diversification.
 
-For each dataset: L2-normalised MobileNet-v1 features from the data directory (see
-``../shared/data/README.md``), ``BACKGROUND_Google`` dropped from Caltech-101, the
-``linear-svc`` classifier (cost-sensitive on Caltech-101, whose pool has ir 1.37; plain
-on the balanced CIFAR-10), init 200, 15 x 200, 3 runs, every strategy. Each dataset writes
-``benchmarks/results/paper_<name>/``: ``results.json``, ``results.csv``, ``accuracy.png``,
-``imbalance.png`` and ``table.md``.
+Per dataset, every strategy (random, margin, entropy, least confidence, coreset, alamp,
+alamp-div, random-div, margin-div) with the ``paper`` classifier (RBF SVC, Platt
+probabilities, C by cross-validation on the labeled set, ``class_weight="balanced"`` on
+imbalanced pools), init 200 then 15 x 200, 5 runs, seed 0. Datasets:
 
-    python benchmarks/reproduce_paper.py                 # the full protocol (CPU heavy)
-    python benchmarks/reproduce_paper.py --quick         # init 100, 5 x 100, 2 runs, 5 strategies
-    python benchmarks/reproduce_paper.py --datasets caltech101 --runs 5
+``caltech101``
+    MobileNet-v1 features of Caltech-101, ``BACKGROUND_Google`` dropped (naturally
+    imbalanced, pool ir 1.37);
+``cifar10``
+    the same features of CIFAR-10 (balanced);
+``cifar10-imb``
+    CIFAR-10 with the pool subsampled to ``--cifar-imbalance`` (ir 1.0 by default), the
+    paper's imbalance induction (:func:`alamp_fast.imbalance.induce_imbalance`).
 
-The data directory is ``--data``, else ``$ALAMP_FAST_DATA``, else ``<repo>/../shared/data``.
+Each dataset writes ``OUT/<name>/``: ``results.json`` and ``results.csv`` (every run of every
+strategy), ``accuracy.png`` (the accuracy curves, paper Fig. 2/3), ``imbalance.png`` (the
+imbalance profile, Fig. 4), ``diversification.png`` (each strategy against its ``-div``
+variant, Fig. 5) and ``table.md`` (mean accuracy and gain over random per strategy, samples
+to reach the target accuracies, timings); ``OUT/summary.md`` gathers the tables.
+
+Every finished (strategy, run) is saved in ``OUT/<name>/checkpoint/`` as it completes: run the
+same command again after an interruption and it continues where it stopped (same final
+numbers); a dataset whose results are complete is skipped. ``--restart`` starts over.
+
+    python benchmarks/reproduce_paper.py --out results/paper          # the full protocol
+    python benchmarks/reproduce_paper.py --out /tmp/short --iterations 3 --runs 2
+    python benchmarks/reproduce_paper.py --out results/mine --train my_train.npz \\
+        --test my_test.npz --name mine
+
+The data directory is ``--data``, else ``$ALAMP_FAST_DATA``, else ``<repo>/../shared/data``
+(the project's shared features; see its README). A missing file is one line naming it and
+exit code 2, before any work.
 """
 
 from __future__ import annotations
@@ -19,25 +39,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import signal
 import sys
 import time
 from pathlib import Path
 
+from alamp_fast.al.loop import remove_checkpoint
 from alamp_fast.datasets import load_dataset
-from alamp_fast.protocol import simulate
+from alamp_fast.protocol import CLASSIFIERS, simulate
 from alamp_fast.report import summary_table, write_results
-from alamp_fast.strategies import STRATEGIES
+from alamp_fast.strategies import STRATEGIES, canonical_name
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
+#: name: (folder, classes to drop, induced imbalance?, targets for samples-to-target)
 DATASETS = {
-    # name: (folder, classes to drop, accuracy targets for samples-to-target)
-    "caltech101": ("caltech101", ["BACKGROUND_Google"], (0.8, 0.85, 0.9)),
-    "cifar10": ("cifar10", [], (0.7, 0.75, 0.8)),
+    "caltech101": ("caltech101", ["BACKGROUND_Google"], False, (0.8, 0.85, 0.9)),
+    "cifar10": ("cifar10", [], False, (0.7, 0.75, 0.8)),
+    "cifar10-imb": ("cifar10", [], True, (0.65, 0.7, 0.75)),
 }
-QUICK = {"init": 100, "step": 100, "iterations": 5, "runs": 2,
-         "strategies": ["random", "margin", "coreset", "alamp", "alamp-div"]}
+FILES = ("feats_mobilenetv1_train.npz", "feats_mobilenetv1_test.npz")
+DEFAULT_CLASSIFIER = "paper" if "paper" in CLASSIFIERS else "linear-svc"
+
+
+class DataMissing(Exception):
+    pass
+
+
+class Terminated(KeyboardInterrupt):
+    pass
 
 
 def data_dir(arg: str | None) -> Path:
@@ -47,59 +78,208 @@ def data_dir(arg: str | None) -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", help="data directory holding caltech101/ and cifar10/")
-    p.add_argument("--datasets", default="caltech101,cifar10")
-    p.add_argument("--strategies", default=",".join(STRATEGIES))
-    p.add_argument("--init", type=int, default=200)
-    p.add_argument("--step", type=int, default=200)
-    p.add_argument("--iterations", type=int, default=15)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classifier", default="linear-svc")
-    p.add_argument("--cifar-imbalance", type=float, default=None, metavar="IR",
-                   help="subsample the CIFAR-10 pool to this ir (cost-sensitive classifier)")
-    p.add_argument("--quick", action="store_true",
-                   help="init 100, 5 x 100, 2 runs, 5 strategies; writes paper_<name>_quick/")
-    p.add_argument("--out-root", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
-    cfg = {"init": args.init, "step": args.step, "iterations": args.iterations,
-           "runs": args.runs, "strategies": [s for s in args.strategies.split(",") if s]}
-    if args.quick:
-        cfg.update(QUICK)
+def plan(args) -> list[dict]:
+    """The datasets to run, with their files checked (DataMissing names the first absent)."""
+    jobs = []
+    if args.train:
+        for path in (args.train, args.test):
+            if path and not Path(path).is_file():
+                raise DataMissing(f"missing features file {path} (--train/--test)")
+        name = args.name or Path(args.train).stem
+        jobs.append({"name": name, "train": Path(args.train),
+                     "test": Path(args.test) if args.test else None,
+                     "drop": list(args.drop_class), "imbalance": args.imbalance,
+                     "targets": tuple(args.targets or (0.7, 0.8, 0.9))})
+        return jobs
     root = data_dir(args.data)
-    names = [n for n in args.datasets.split(",") if n]
-    for name in names:
-        if name not in DATASETS:
-            p.error(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    for name in names:
-        folder, drop, targets = DATASETS[name]
-        train = root / folder / "feats_mobilenetv1_train.npz"
-        test = root / folder / "feats_mobilenetv1_test.npz"
-        if not train.exists():
-            print(f"{name}: no features at {train}; skipped", file=sys.stderr)
-            continue
-        t0 = time.perf_counter()
-        ds = load_dataset(train, test, drop_classes=drop)
-        ds.name = name
-        imbalance = args.cifar_imbalance if name == "cifar10" else None
-        res = simulate(ds, classifier=args.classifier, seed=args.seed, targets=targets,
-                       imbalance=imbalance, progress=True, **cfg)
-        out = args.out_root / (f"paper_{name}_quick" if args.quick else f"paper_{name}")
-        extra = {"benchmark": "reproduce_paper", "quick": args.quick, "argv": sys.argv[1:],
-                 "drop_classes": drop, "wall_s": time.perf_counter() - t0}
-        write_results(res, out, extra=extra)
-        doc = json.loads((out / "results.json").read_text())
-        (out / "table.md").write_text(
-            f"{name}: pool {doc['dataset']['n_pool']} (ir {doc['dataset']['pool_ir']:.2f}), "
-            f"{doc['dataset']['n_classes']} classes, test {doc['dataset']['n_test']}; "
-            f"{args.classifier}{' cost-sensitive' if doc['config']['cost_sensitive'] else ''}, "
-            f"init {cfg['init']}, {cfg['iterations']} x {cfg['step']}, {cfg['runs']} runs\n\n"
-            + summary_table(doc, markdown=True) + "\n"
-        )
-        print(f"\n{name} ({time.perf_counter() - t0:.0f} s) -> {out}")
-        print(summary_table(doc))
+    for name in args.datasets:
+        folder, drop, induced, targets = DATASETS[name]
+        train, test = (root / folder / f for f in FILES)
+        for path in (train, test):
+            if not path.is_file():
+                raise DataMissing(
+                    f"missing {path}: the MobileNet-v1 features of {folder} (the project's "
+                    f"shared data; see README, 'Reproducing the paper'); point --data (or "
+                    f"$ALAMP_FAST_DATA) at a directory holding {folder}/{FILES[0]}, or pass "
+                    "--train/--test"
+                )
+        jobs.append({"name": name, "train": train, "test": test, "drop": drop,
+                     "imbalance": args.cifar_imbalance if induced else None,
+                     "targets": tuple(args.targets or targets)})
+    return jobs
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_one(job: dict, args, out_root: Path) -> dict:
+    out = out_root / job["name"]
+    ckpt = out / "checkpoint"
+    config = {"init": args.init, "step": args.step, "iterations": args.iterations,
+              "runs": args.runs, "strategies": args.strategies, "classifier": args.classifier,
+              "seed": args.seed, "imbalance": job["imbalance"], "targets": list(job["targets"])}
+    done_file = out / "results.json"
+    if args.restart:
+        remove_checkpoint(ckpt)
+    elif done_file.exists() and not ckpt.exists():
+        doc = json.loads(done_file.read_text())
+        if doc.get("reproduce", {}).get("config") == config:
+            print(f"{job['name']}: complete in {out}, skipped (--restart reruns it)")
+            return doc
+    t0 = time.perf_counter()
+    ds = load_dataset(job["train"], job["test"], drop_classes=job["drop"], seed=args.seed,
+                      name=job["name"])
+    n_done = len(list(ckpt.glob("S*-R*.npz"))) if ckpt.is_dir() else 0
+    if n_done:
+        print(f"{job['name']}: resuming, {n_done} finished (strategy, run) result(s) in {ckpt}")
+    load_before = _load_average()
+    res = simulate(ds, strategies=args.strategies, classifier=args.classifier, init=args.init,
+                   step=args.step, iterations=args.iterations, runs=args.runs, seed=args.seed,
+                   targets=job["targets"], imbalance=job["imbalance"],
+                   progress=False if args.quiet else "auto", checkpoint=ckpt, resume=True)
+    wall = time.perf_counter() - t0
+    fits = sum(r.fit_s.sum() + r.predict_s.sum() + r.query_s.sum()
+               for recs in res.records.values() for r in recs)
+    n_iters = sum(r.labeled.size for recs in res.records.values() for r in recs)
+    extra = {
+        "benchmark": "reproduce_paper",
+        "argv": sys.argv[1:],
+        "reproduce": {
+            "config": config,
+            "wall_s_this_session": wall,
+            "simulation_s": res.total_s,
+            "seconds_per_iteration": fits / n_iters,
+            "load_average_before": load_before,
+            "load_average_after": _load_average(),
+            "resumed_runs": n_done,
+        },
+        "drop_classes": job["drop"],
+    }
+    write_results(res, out, plots=not args.no_plots, extra=extra)
+    remove_checkpoint(ckpt)
+    doc = json.loads(done_file.read_text())
+    (out / "table.md").write_text(table_md(doc) + "\n")
+    print(f"\n{job['name']} ({res.total_s:.0f} s of simulation) -> {out}")
+    print(summary_table(doc))
+    return doc
+
+
+def table_md(doc: dict) -> str:
+    ds, cfg, rep = doc["dataset"], doc["config"], doc["reproduce"]
+    head = (
+        f"**{ds['name']}**: pool {ds['n_pool']:,} (ir {ds['pool_ir']:.2f}), "
+        f"{ds['n_classes']} classes, test {ds['n_test']:,}; `{cfg['classifier']}`"
+        f"{' cost-sensitive' if cfg['cost_sensitive'] else ''}; init {cfg['init']}, "
+        f"{cfg['iterations']} x {cfg['step']}, {cfg['runs']} runs, seed {cfg['seed']}. "
+        f"Simulation {rep['simulation_s']:.0f} s, {rep['seconds_per_iteration']:.2f} s per "
+        f"iteration (fit + predictions + query), load average {rep['load_average_before']}."
+    )
+    return head + "\n\n" + summary_table(doc, markdown=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="reproduce_paper.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="output directory (one folder per dataset, summary.md)")
+    p.add_argument("--data", metavar="DIR",
+                   help="directory holding caltech101/ and cifar10/ (default: $ALAMP_FAST_DATA, "
+                        "else <repo>/../shared/data)")
+    p.add_argument("--datasets", default="caltech101,cifar10,cifar10-imb", metavar="LIST",
+                   help=f"comma-separated, of {', '.join(DATASETS)} (default: all)")
+    p.add_argument("--train", metavar="FILE",
+                   help="your own pool features instead of --datasets (any format of "
+                        "alamp-fast simulate)")
+    p.add_argument("--test", metavar="FILE", help="their test split (default: a 25%% split)")
+    p.add_argument("--name", metavar="NAME", help="name of the --train dataset")
+    p.add_argument("--drop-class", action="append", default=[], metavar="NAME",
+                   help="with --train: a class to remove (repeatable)")
+    p.add_argument("--imbalance", type=float, metavar="IR",
+                   help="with --train: subsample the pool to this ir first")
+    p.add_argument("--cifar-imbalance", type=float, default=1.0, metavar="IR",
+                   help="ir of the cifar10-imb pool (default 1.0)")
+    p.add_argument("--strategies", default=",".join(STRATEGIES), metavar="LIST",
+                   help="comma-separated (default: all nine)")
+    p.add_argument("--classifier", default=DEFAULT_CLASSIFIER, metavar="NAME",
+                   help=f"one of {', '.join(CLASSIFIERS)} (default {DEFAULT_CLASSIFIER})")
+    p.add_argument("--init", type=int, default=200, metavar="N", help="(default 200)")
+    p.add_argument("--step", type=int, default=200, metavar="N", help="(default 200)")
+    p.add_argument("--iterations", type=int, default=15, metavar="N", help="(default 15)")
+    p.add_argument("--runs", type=int, default=5, metavar="N", help="(default 5)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="(default 0)")
+    p.add_argument("--targets", metavar="LIST",
+                   help="accuracies for samples-to-target (default: per dataset)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard finished runs and complete results; start over")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (default: shown on a terminal)")
+    args = p.parse_args(argv)
+
+    def fail(msg: str, code: int = 2) -> int:
+        print(f"reproduce_paper: error: {msg}", file=sys.stderr)
+        return code
+
+    try:
+        args.datasets = [d for d in args.datasets.split(",") if d]
+        unknown = [d for d in args.datasets if d not in DATASETS]
+        if unknown and not args.train:
+            return fail(f"unknown dataset {unknown[0]!r}; choose from {', '.join(DATASETS)}")
+        args.strategies = [canonical_name(s) for s in args.strategies.split(",") if s]
+        if args.classifier not in CLASSIFIERS:
+            return fail(f"unknown --classifier {args.classifier!r}; "
+                        f"choose from {', '.join(CLASSIFIERS)}")
+        if args.test and not args.train:
+            return fail("--test needs --train")
+        args.targets = ([float(t) for t in args.targets.split(",") if t]
+                        if args.targets else None)
+        jobs = plan(args)
+    except DataMissing as exc:
+        return fail(str(exc))
+    except ValueError as exc:
+        return fail(str(exc))
+    if not args.no_plots:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            print("reproduce_paper: matplotlib is not installed: no figures (pip install "
+                  "'alamp_fast[plot]')", file=sys.stderr)
+            args.no_plots = True
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_term)
+    args.out.mkdir(parents=True, exist_ok=True)
+    docs = []
+    try:
+        for job in jobs:
+            docs.append(run_one(job, args, args.out))
+    except KeyboardInterrupt as exc:
+        print("reproduce_paper: interrupted; finished runs are kept: run the same command "
+              "again to continue", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except (ValueError, FileNotFoundError) as exc:
+        return fail(" ".join(str(exc).split()))
+    summary = [
+        "# Reproduction of the paper's SVM-scheme protocol",
+        "",
+        f"Command: `python benchmarks/reproduce_paper.py {' '.join(sys.argv[1:])}`"
+        if argv is None else f"Arguments: `{' '.join(argv)}`",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs.",
+        "",
+    ]
+    for doc in docs:
+        summary += [table_md(doc), ""]
+    (args.out / "summary.md").write_text("\n".join(summary))
+    print(f"\nwrote {args.out / 'summary.md'}")
     return 0
 
 
