@@ -519,6 +519,31 @@ def test_cuda_warmup_cli(monkeypatch, tmp_path, capsys):
     assert "sm_90" in capsys.readouterr().err
 
 
+def test_missing_nvrtc_is_a_clear_error(monkeypatch):
+    from alamp_fast.cuda import _nvrtc
+
+    monkeypatch.setattr(_nvrtc, "_lib", None)
+    monkeypatch.setattr(_nvrtc, "library_candidates", lambda: ["/nonexistent/libnvrtc.so.13"])
+    with pytest.raises(_nvrtc.NvrtcError, match=r"nvidia-cuda-nvrtc.*/nonexistent/libnvrtc"):
+        _nvrtc.library()
+    assert "/nonexistent/libnvrtc.so.13" in _nvrtc.available()
+    monkeypatch.undo()
+    monkeypatch.setenv(_nvrtc.NVRTC_ENV, "/opt/x/libnvrtc.so")
+    assert _nvrtc.library_candidates()[0] == "/opt/x/libnvrtc.so"
+
+
+@needs_nvrtc
+def test_nvrtc_compile_error_carries_the_log():
+    from alamp_fast.cuda import _nvrtc
+
+    bad = "template <typename T> __global__ void k(T* x) { x[0] = undefined_name; }"
+    with pytest.raises(_nvrtc.NvrtcError, match=r"(?s)broken\.cu did not compile.*undefined_name"):
+        _nvrtc.compile_program(bad, "broken.cu", ["k<float>"], ("--gpu-architecture=compute_90",))
+    with pytest.raises(_nvrtc.NvrtcError, match=r"(?s)ok\.cu did not compile.*nothere"):
+        _nvrtc.compile_program("__global__ void k() {}", "ok.cu", ["nothere<int>"],
+                               ("--gpu-architecture=compute_90",))
+
+
 @pytest.mark.slow
 @needs_nvrtc
 def test_every_kernel_instantiation_compiles_with_nvrtc():

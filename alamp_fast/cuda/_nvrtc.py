@@ -8,8 +8,8 @@ added; the CUBIN is loaded with ``cupy.RawModule(path=...)``, which compiles not
 
 The library is found, in order: ``$ALAMP_FAST_NVRTC`` (a path to ``libnvrtc.so``), a
 ``libnvrtc`` already loaded in this process (CuPy's, matching its CUDA version), the NVIDIA
-PyPI wheels (``nvidia-cuda-nvrtc`` for CUDA 13, ``nvidia-cuda-nvrtc-cu12``), then the system
-loader. No GPU is needed to compile. ctypes releases the GIL during the call, so files compile
+PyPI wheels (``nvidia-cuda-nvrtc`` for CUDA 13, ``nvidia-cuda-nvrtc-cu12``), ``cuda-pathfinder``,
+``$CUDA_PATH`` / ``$CUDA_HOME`` / ``/usr/local/cuda``, then the system loader. No GPU is needed to compile. ctypes releases the GIL during the call, so files compile
 in parallel on threads.
 """
 
@@ -62,11 +62,39 @@ def _wheel_candidates() -> list[str]:
     return out
 
 
+def _pathfinder_candidate() -> list[str]:
+    # cuda-pathfinder (installed with CuPy 14 and cuda-python) knows the NVIDIA wheels, conda
+    # and system toolkits
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+    except ImportError:
+        return []
+    try:
+        path = load_nvidia_dynamic_lib("nvrtc").abs_path
+    except Exception:  # not found, or an older pathfinder API
+        return []
+    return [path] if path else []
+
+
+def _toolkit_candidates() -> list[str]:
+    roots = [os.environ.get(v) for v in ("CUDA_PATH", "CUDA_HOME")] + ["/usr/local/cuda"]
+    out = []
+    for root in filter(None, roots):
+        for sub in ("lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib"):
+            out += sorted(
+                (p for p in glob.glob(os.path.join(root, sub, "libnvrtc.so*"))
+                 if "builtins" not in p and "alt" not in Path(p).name),
+                reverse=True,
+            )
+    return out
+
+
 def library_candidates() -> list[str]:
     """Where :func:`library` looks for libnvrtc, in order."""
     env = os.environ.get(NVRTC_ENV)
     out = [env] if env else []
-    out += _loaded_in_process() + _wheel_candidates()
+    out += _loaded_in_process() + _wheel_candidates() + _pathfinder_candidate()
+    out += _toolkit_candidates()
     found = ctypes.util.find_library("nvrtc")
     out += [found] if found else []
     out += ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"]
