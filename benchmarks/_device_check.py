@@ -40,19 +40,6 @@ def _write(step: str, doc: dict) -> None:
     os.replace(tmp, STEPS / f"{step}.json")
 
 
-def card_name(device_name: str) -> str:
-    """``h100``, ``h200``, ``a100``, ... from the device's name; ``emulator`` for the CUDA
-    emulator; else the name as a lower-case slug."""
-    low = device_name.lower()
-    if "emulator" in low:
-        return "emulator"
-    m = re.search(r"\b(gh200|gb200|b200|b100|h200|h100|h800|a100|a800|l40s|l40|l4|a10g?|t4|v100)\b",
-                  low)
-    if m:
-        return m.group(1)
-    return re.sub(r"[^a-z0-9]+", "-", low).strip("-") or "unknown"
-
-
 def versions(_args) -> int:
     doc = {"python": sys.version.split()[0], "platform": platform.platform(),
            "numpy": np.__version__, "ALAMP_FAST_CUDA": os.environ.get("ALAMP_FAST_CUDA")}
@@ -84,6 +71,8 @@ def versions(_args) -> int:
         doc["torch_cuda"] = bool(torch.cuda.is_available())
     except ImportError:
         doc["torch"] = None
+    from alamp_fast.cuda.bench import card_name
+
     doc["card"] = card_name(doc.get("device", "unknown"))
     _write("versions", doc)
     print(json.dumps(doc, indent=1, default=str))

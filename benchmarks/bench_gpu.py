@@ -4,8 +4,9 @@ streamed margin; this package against ``torch.topk``, CuPy sort/argsort and the 
 Needs an NVIDIA GPU with CuPy; skips otherwise. The cases are those of
 :mod:`alamp_fast.cuda.bench` (also behind ``alamp-fast bench``); this file times them with
 pytest-benchmark (the device is synchronized inside the timed call) and writes the results, with
-the copy bandwidth, commit, device and versions, to ``benchmarks/results/gpu_h200.json``
-(``ALAMP_FAST_BENCH_OUT`` to change). On an H200::
+the copy bandwidth, commit, device and versions, to ``benchmarks/results/gpu_<card>.json``, the
+card named from the device (``gpu_h100.json``, ``gpu_h200.json``; ``ALAMP_FAST_BENCH_OUT`` to
+change). ``benchmarks/device_check.sh`` runs the headline cases within a 10-minute lease. On an H200::
 
     python -m pytest benchmarks/bench_gpu.py -o addopts="" --benchmark-enable -p no:cacheprovider
 
@@ -28,12 +29,17 @@ cupy = pytest.importorskip("cupy")
 from alamp_fast.cuda import bench as gpu_bench  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = Path(os.environ.get("ALAMP_FAST_BENCH_OUT", ROOT / "benchmarks/results/gpu_h200.json"))
+
 SCALE = os.environ.get("ALAMP_FAST_BENCH_SCALE", "full")
 INCLUDE_SLOW = os.environ.get("ALAMP_FAST_BENCH_SLOW", "") not in ("", "0")
 
 
 def _skip_reason() -> str | None:
+    from alamp_fast.cuda import _kernels
+
+    if _kernels.emulated():
+        return ("ALAMP_FAST_CUDA=emulate: the CUDA emulator's timings mean nothing "
+                "(benchmarks/device_check.sh rehearses on it without writing results)")
     try:
         if cupy.cuda.runtime.getDeviceCount() == 0:
             return "no CUDA device"
@@ -43,6 +49,9 @@ def _skip_reason() -> str | None:
 
 
 SKIP = _skip_reason()
+# benchmarks/results/gpu_<card>.json, the card named from the device (h100, h200, ...)
+OUT = Path(os.environ.get("ALAMP_FAST_BENCH_OUT") or ROOT / "benchmarks/results" / (
+    f"gpu_{gpu_bench.current_card()}.json" if SKIP is None else "gpu_unknown.json"))
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
 
 CASES = gpu_bench.make_cases(SCALE) if SKIP is None else []

@@ -14,6 +14,7 @@ time, and its fraction of the device-to-device copy bandwidth measured in the sa
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -452,6 +453,34 @@ def _targets(rows: list[dict], copy_bw: float) -> dict:
     if stream:
         out["streamed_margin_gb_per_s"] = {"value": stream["gb_per_s"], "target": "report"}
     return out
+
+
+def card_name(device_name: str) -> str:
+    """Short card name for result files (``gpu_<card>.json``): ``h100``, ``h200``, ``a100``, ...
+    from the device's name; ``emulator`` for the CUDA emulator; else a lower-case slug.
+
+    Examples
+    --------
+    >>> card_name("NVIDIA H100 80GB HBM3"), card_name("NVIDIA H200"), card_name("Tesla T4")
+    ('h100', 'h200', 't4')
+    """
+    low = device_name.lower()
+    if "emulator" in low:
+        return "emulator"
+    m = re.search(
+        r"\b(gh200|gb200|b200|b100|h200|h100|h800|a100|a800|l40s|l40|l4|a10g?|t4|v100)\b", low
+    )
+    if m:
+        return m.group(1)
+    return re.sub(r"[^a-z0-9]+", "-", low).strip("-") or "unknown"
+
+
+def current_card() -> str:
+    """:func:`card_name` of the current CUDA device."""
+    import cupy
+
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    return card_name(name.decode() if isinstance(name, bytes) else str(name))
 
 
 def environment() -> dict:
