@@ -31,7 +31,6 @@ run, so a later query folds in only the newly labeled rows.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 
 import numba
@@ -47,7 +46,7 @@ __all__ = ["kcenter_greedy", "KCenterState"]
 
 # Rows per block of the nearest-labeled search: the (rows x n_labeled) GEMM block stays at a
 # few MiB (cache-resident for the screening pass) whatever n is.
-_INIT_BLOCK_ELEMS = 1 << 20
+_INIT_BLOCK_ELEMS = 1 << 22
 # the float32 screen is used up to this many features (its rounding bound grows with d)
 _SCREEN_MAX_D = 1 << 20
 # centred row norms above this would overflow float32 products (2**62 * 2**62 < 2**128)
@@ -69,11 +68,16 @@ def _tau(d: int, unit: float) -> float:
     """Relative rounding bound of a screened squared distance, per ``(|x'| + |c'|)^2``.
 
     d-term dot product: ``gamma_d |x'| |c'| <= gamma_d (|x'| + |c'|)^2 / 4`` (times 2 in
-    ``-2 x.c``); rounding of the centred rows to the screen's precision: ``3u (|x'|+|c'|)^2``;
-    float64 sums: ``1e-15``. Taken with a 2x margin.
+    ``-2 x.c``); rounding of the centred rows to the screen's precision and of the sums
+    that form the screen: ``6u (|x'|+|c'|)^2``; all taken with a 2x margin. Plus the float64
+    rounding of the exact distances themselves (so a row left out can never be nearer by
+    rounding), ``4 gamma_d`` in float64.
     """
-    gamma = d * unit / (1.0 - d * unit)
-    return 2.0 * (gamma / 2.0 + 3.0 * unit + 1e-15)
+    return 2.0 * (2.0 * _gamma(d, unit) + 6.0 * unit) + 4.0 * _gamma(d, _U64)
+
+
+def _gamma(d: int, unit: float) -> float:
+    return (d + 2) * unit / (1.0 - (d + 2) * unit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,30 +296,40 @@ def _greedy(X: np.ndarray, min_d2: np.ndarray, first: int, b: int) -> np.ndarray
 # nearest labeled row: blocked GEMM screen + exact re-measure
 
 
-@njit(fastmath={"contract"}, cache=True)
-def _nearest_block(X, lo, Xs_norm, G, l2, lb, L64, tau, slack, out):
-    """For rows lo .. lo + G.shape[0] - 1: the exact min over labeled rows of |X[i] - L[j]|^2.
+@njit(cache=True)
+def _nearest_block(X, lo, xn, V, lmax, L64, tau, slack, out):
+    """For rows lo .. lo + V.shape[0] - 1: the exact min over labeled rows of |X[i] - L[j]|^2.
 
-    ``G[r, j]`` approximates ``x'_i . l'_j`` (centred rows, GEMM), ``l2[j] = |l'_j|^2``,
-    ``lb[j] = |l'_j|``, ``Xs_norm[r] = |x'_i|``. Every j whose screened distance
-    ``l2_j - 2 G_rj`` (+ |x'|^2) is within the rounding bound of the row's best bound is
-    re-measured exactly from the float64 labeled rows ``L64``.
+    ``V[r, j]`` approximates ``|l'_j|^2 - 2 x'_i . l'_j`` (centred rows; from the GEMM), so
+    ``|x'_i|^2 + V[r, j]`` is the squared distance within ``E = tau (|x'_i| + lmax)^2 + slack``
+    (``xn[r] = |x'_i|``, ``lmax`` the largest ``|l'_j|``). Only a j with
+    ``V[r, j] <= min_k V[r, k] + 2E`` can be nearest; those are re-measured exactly from the
+    float64 labeled rows ``L64``.
     """
-    nl = G.shape[1]
-    for r in range(G.shape[0]):
-        i = lo + r
-        xa = Xs_norm[r]
-        upper = np.inf
-        for j in range(nl):
-            rr = xa + lb[j]
-            v = l2[j] - 2.0 * np.float64(G[r, j]) + (tau * rr * rr + slack)
-            if v < upper:
-                upper = v
+    nl = V.shape[1]
+    for r in range(V.shape[0]):
+        # four independent running minima: the compare-select chain is latency-bound
+        u0 = u1 = u2 = u3 = V[r, 0]
+        j4 = nl - nl % 4
+        for j in range(0, j4, 4):
+            v0 = V[r, j]
+            v1 = V[r, j + 1]
+            v2 = V[r, j + 2]
+            v3 = V[r, j + 3]
+            u0 = v0 if v0 < u0 else u0
+            u1 = v1 if v1 < u1 else u1
+            u2 = v2 if v2 < u2 else u2
+            u3 = v3 if v3 < u3 else u3
+        for j in range(j4, nl):
+            v0 = V[r, j]
+            u0 = v0 if v0 < u0 else u0
+        vmin = np.float64(min(min(u0, u1), min(u2, u3)))
+        e = xn[r] + lmax
+        thr = vmin + 2.0 * (tau * e * e + slack)
         best = np.inf
+        i = lo + r
         for j in range(nl):
-            rr = xa + lb[j]
-            v = l2[j] - 2.0 * np.float64(G[r, j]) - (tau * rr * rr + slack)
-            if v <= upper:
+            if np.float64(V[r, j]) <= thr:
                 dd = _row_sqdist(X, i, L64[j])
                 if dd < best:
                     best = dd
@@ -326,51 +340,70 @@ def _nearest_d2(X: np.ndarray, L_raw: np.ndarray) -> np.ndarray:
     """Exact squared distance of every row of ``X`` to its nearest row of ``L_raw`` (float64).
 
     Row blocks of ``X`` meet the labeled rows in one BLAS GEMM each (float32 for float32
-    input), on data centred at the labeled mean where the rows lie far from the origin; a
+    input, against ``-2 L'`` with ``|l'|^2`` added, so the block holds the distance screen
+    directly), on data centred at the labeled mean where the rows lie far from the origin; a
     serial pass then re-measures exactly every labeled row that the GEMM's rounding bound
     cannot rule out, so the result is the exact minimum of :func:`_row_sqdist`, whichever
     rows it is split into (``min`` over two labeled sets equals one search over both).
-    Only BLAS's thread pool runs during the search (the screening pass is serial), so the
-    two pools never compete for cores. Also used per chunk by :mod:`alamp_fast.distributed`.
+    Only BLAS's thread pool runs during the search (the screening pass is serial), so two
+    pools never compete for the cores. Also used per chunk by :mod:`alamp_fast.distributed`.
     """
     n, d = X.shape
     out = np.empty(n, dtype=np.float64)
     if n == 0:
         return out
-    if L_raw.shape[0] == 0:
-        out.fill(np.inf)
+    if L_raw.shape[0] == 0 or d == 0:
+        out.fill(np.inf if L_raw.shape[0] == 0 else 0.0)
         return out
     L64 = np.ascontiguousarray(L_raw, dtype=np.float64)
     mu = L64.mean(axis=0)
     Lc64 = L64 - mu
     spread2 = float(np.einsum("ij,ij->", Lc64, Lc64)) / L64.shape[0]
     del Lc64
-    centre = float(mu @ mu) > _CENTRE_RATIO**2 * max(spread2, 1e-300)
-    xmax = float(np.abs(X).max()) if X.size else 0.0
-    big = xmax + float(np.abs(mu).max() if d else 0.0)
-    # float32 GEMM where float32 products cannot overflow; otherwise float64 (exact fallback)
-    use32 = X.dtype == np.float32 and big * math.sqrt(max(d, 1)) < 2.0**60 and d < _SCREEN_MAX_D
-    gdt = np.float32 if use32 else np.float64
-    if not centre:
-        mu = np.zeros(d)
-    # the rows and the labeled rows are centred at the same point, representable in gdt
-    mu = mu.astype(gdt).astype(np.float64)
-    Lg = (L64 - mu).astype(gdt)
-    # bound terms from the rows actually multiplied
-    lb = np.sqrt(np.einsum("ij,ij->i", Lg, Lg, dtype=np.float64))
-    l2 = lb * lb
-    tau = _tau(d, _U32 if use32 else _U64)
+    if float(mu @ mu) <= _CENTRE_RATIO**2 * max(spread2, 1e-300):
+        mu = None  # near the origin: no centring (no copy of the row blocks)
+    # float32 GEMM where the input is float32 and no product can overflow, per row block;
+    # float64 otherwise (the exact fallback for magnitudes beyond ~1e18)
+    screens = {}
+
+    def screen(dt):
+        if dt not in screens:
+            m = np.zeros(d) if mu is None else mu.astype(dt).astype(np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):  # checked through lmax
+                Lg = (L64 - m).astype(dt)
+                l2 = np.einsum("ij,ij->i", Lg, Lg, dtype=np.float64)
+                lmax = float(np.sqrt(l2.max()))
+                ok = dt == np.float64 or (np.isfinite(lmax) and lmax <= _SCREEN_MAX_NORM)
+                screens[dt] = (
+                    None if mu is None else m.astype(dt),
+                    np.ascontiguousarray(Lg.T) * dt(-2),  # exact scaling
+                    l2.astype(dt),
+                    lmax,
+                    _tau(d, _U32 if dt == np.float32 else _U64),
+                    ok,
+                )
+        return screens[dt]
+
     slack = (4.0 * d + 16.0) * _ABS_SLACK
-    mu_g = mu.astype(gdt)
-    rows = max(1, _INIT_BLOCK_ELEMS // max(L64.shape[0], d, 1))
+    rows = min(n, max(1, _INIT_BLOCK_ELEMS // max(L64.shape[0], d, 1)))
+    x2 = np.empty(rows)
+    xn = np.empty(rows)
+    f32 = X.dtype == np.float32 and d < _SCREEN_MAX_D and screen(np.float32)[5]
     for start in range(0, n, rows):
         block = X[start : start + rows]
-        Xb = block.astype(gdt, copy=False)
-        if centre:
-            Xb = Xb - mu_g
-        G = Xb @ Lg.T
-        xn = np.sqrt(np.einsum("ij,ij->i", Xb, Xb, dtype=np.float64))
-        _nearest_block(X, start, xn, G, l2, lb, L64, tau, slack, out[start : start + rows])
+        m = block.shape[0]
+        for dt in (np.float32, np.float64) if f32 else (np.float64,):
+            mu_g, m2LT, l2g, lmax, tau, _ = screen(dt)
+            Xb = block.astype(dt, copy=False)
+            if mu_g is not None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    Xb = Xb - mu_g
+            _row_norms(Xb, x2[:m], xn[:m])
+            if dt == np.float64 or float(xn[:m].max()) <= _SCREEN_MAX_NORM:
+                break  # (NaN from an overflow fails the test too)
+        V = Xb @ m2LT
+        V += l2g
+        _nearest_block(X, start, xn[:m], V, lmax, L64, tau, slack, out[start : start + m])
     return out
 
 
