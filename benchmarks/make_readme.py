@@ -121,7 +121,73 @@ TABLES = {
 }
 
 
+def gpu_table(reports: list[dict]) -> str:
+    """The GPU section's table from ``benchmarks/results/gpu_<card>.json`` (one block per card,
+    written by ``benchmarks/device_check.sh`` or ``benchmarks/bench_gpu.py`` on the device)."""
+    out = []
+    for report in reports:
+        gpu = report.get("gpu", {})
+        check = report.get("device_check", {})
+        head = f"**{gpu.get('name', report.get('card', '?'))}**"
+        facts = [f"commit {str(report.get('commit', '?'))[:10]}"]
+        if gpu.get("cuda_driver"):
+            facts.append(f"driver/runtime {gpu['cuda_driver']}/{gpu.get('cuda_runtime')}")
+        if report.get("copy_bandwidth_gb_per_s"):
+            facts.append(f"device copy {report['copy_bandwidth_gb_per_s']:.0f} GB/s")
+        if check:
+            states = [f"{s['step']} {s['status']}" for s in check.get("steps", [])]
+            facts.append(f"device check in {check.get('wall_s', '?')} s: " + ", ".join(states))
+        out.append(f"{head} ({'; '.join(facts)}). Source: `benchmarks/results/{report['_file']}`.")
+        out.append("")
+        out += [
+            "| kernel | sizes | provider | min ms | GB/s | % of copy bandwidth | speed-up vs reference |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for r in report.get("results", []):
+            speed = r.get("speedup_vs_reference")
+            out.append(
+                f"| {r['kernel']} | {_fmt_sizes(r['sizes'])} | {r['provider']} | "
+                f"{r['min_s'] * 1e3:.3f} | {r['gb_per_s']:.1f} | "
+                f"{100 * r['fraction_of_copy_bandwidth']:.0f}% | "
+                + (f"{speed:.1f}x vs {r['reference']}" if speed else "") + " |"
+            )
+        targets = report.get("targets", {})
+        if targets:
+            out.append("")
+            out.append("Targets: " + "; ".join(
+                f"{k} = {v['value']:.3g} (target {v['target']}"
+                + (", met" if v.get("met") else ", not met" if "met" in v else "") + ")"
+                for k, v in targets.items()))
+        out.append("")
+    return "\n".join(out).strip()
+
+
+def gpu_reports() -> list[dict]:
+    """The device results present (the emulator's rehearsal output is never one of them)."""
+    reports = []
+    for path in sorted(RESULTS.glob("gpu_*.json")):
+        if path.stem in ("gpu_emulator", "gpu_unknown"):
+            continue
+        report = json.loads(path.read_text())
+        report["_file"] = path.name
+        reports.append(report)
+    return reports
+
+
+def _replace(readme: str, name: str, table: str) -> str:
+    pattern = re.compile(
+        rf"(<!-- {re.escape(name)}:start -->\n).*?(<!-- {re.escape(name)}:end -->)", re.S
+    )
+    readme, count = pattern.subn(lambda m: m.group(1) + table + "\n" + m.group(2), readme)
+    if count == 0:
+        print(f"README has no {name} markers", file=sys.stderr)
+    return readme
+
+
 def render(readme: str) -> str:
+    gpu = gpu_reports()
+    if gpu:
+        readme = _replace(readme, "gpu", gpu_table(gpu))
     for name, (filename, build) in TABLES.items():
         path = RESULTS / filename
         if not path.exists():

@@ -65,3 +65,33 @@ def test_device_check_rehearsal_on_the_emulator(tmp_path):
     assert not (out / "cache").exists()
     assert set(os.listdir(ROOT)) == before
     assert "skipped: memcheck" in run.stdout
+
+
+def test_readme_gpu_table_is_generated_from_device_results(tmp_path, monkeypatch):
+    """make_readme.py builds the GPU table from benchmarks/results/gpu_<card>.json (here a
+    document of the structure device_check.sh writes, with made-up test values), ignores the
+    emulator's rehearsal output, and leaves the README alone when no device result exists."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import make_readme
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(make_readme, "RESULTS", tmp_path)
+    monkeypatch.setattr(make_readme, "TABLES", {})
+    readme = "# x\n<!-- gpu:start -->\nnot measured yet\n<!-- gpu:end -->\n"
+    assert make_readme.render(readme) == readme
+    row = {"kernel": "top2_margin", "provider": "alamp_fast", "reference": "torch.topk",
+           "sizes": {"n": 10, "C": 100, "dtype": "float32"}, "min_s": 0.002, "gb_per_s": 2.0,
+           "fraction_of_copy_bandwidth": 0.5, "speedup_vs_reference": 3.0}
+    doc = {"card": "h100", "commit": "abcdef1234567", "gpu": {"name": "NVIDIA H100 80GB HBM3",
+           "cuda_driver": 13000, "cuda_runtime": 13000}, "copy_bandwidth_gb_per_s": 4.0,
+           "device_check": {"wall_s": 500, "steps": [{"step": "pytest_gpu", "status": "ok"}]},
+           "results": [row], "targets": {"t": {"value": 0.5, "target": ">= 0.85", "met": False}}}
+    (tmp_path / "gpu_emulator.json").write_text(json.dumps({**doc, "card": "emulator"}))
+    assert make_readme.render(readme) == readme
+    (tmp_path / "gpu_h100.json").write_text(json.dumps(doc))
+    got = make_readme.render(readme)
+    assert "**NVIDIA H100 80GB HBM3**" in got and "benchmarks/results/gpu_h100.json" in got
+    assert "| top2_margin | n=10, C=100 (float32) | alamp_fast | 2.000 | 2.0 | 50% | 3.0x vs " \
+           "torch.topk |" in got
+    assert "pytest_gpu ok" in got and "not met" in got and "not measured yet" not in got
