@@ -20,7 +20,39 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["lanes_top2_64", "lanes_top2_32", "lanes_top2_16"]
+__all__ = ["lanes_top2_64", "lanes_top2_32", "lanes_top2_16", "half_to_float", "HAS_F16C"]
+
+
+def _host_has_f16c() -> bool:
+    """Whether LLVM may emit F16C conversions here (else fpext half would call a runtime
+    helper the JIT does not link): the host CPU's features, unless numba is told to
+    compile for another CPU."""
+    try:
+        import llvmlite.binding as llvm
+        from numba.core import config
+
+        if config.CPU_NAME or config.CPU_FEATURES:
+            return "+f16c" in (config.CPU_FEATURES or "")
+        feats = llvm.get_host_cpu_features()
+        return bool(feats.get("f16c", False))
+    except Exception:  # pragma: no cover - any doubt: the software path
+        return False
+
+
+HAS_F16C = _host_has_f16c()
+
+
+@intrinsic
+def half_to_float(typingctx, h_t):
+    """float32 of the float16 whose bits are the uint16 ``h`` (exact; F16C's vcvtph2ps)."""
+    if h_t != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        hv = builder.bitcast(args[0], ir.HalfType())
+        return builder.fpext(hv, ir.FloatType())
+
+    return types.float32(h_t), codegen
 
 
 def _make_lanes_top2(lane_bytes: int):
@@ -42,9 +74,10 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, cw_t, out_t):
     Writes ``out[0] = top1, out[1] = top2, out[2] = argmax (as a float), out[3] = chk`` where
     ``chk`` is a sum of ``v - v`` over the scanned values: 0 unless a NaN or Inf was seen.
     """
-    if P_t.dtype not in (types.float32, types.float64):
+    half = P_t.dtype == types.uint16  # float16 bits, widened to float32 lanes on load
+    if P_t.dtype not in (types.float32, types.float64) and not half:
         return None
-    nb_float = P_t.dtype
+    nb_float = types.float32 if half else P_t.dtype
     width = lane_bytes // (4 if nb_float == types.float32 else 8)
     sig = types.void(P_t, i_t, cw_t, out_t)
 
@@ -67,6 +100,12 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, cw_t, out_t):
         vptr = vf.as_pointer()
 
         def vload(j):
+            if half:
+                # <w x i16> -> <w x half> -> fpext <w x float>: vcvtph2ps with F16C, exact
+                vh = ir.VectorType(ir.IntType(16), width).as_pointer()
+                raw = builder.load(builder.bitcast(builder.gep(base, [j]), vh), align=2)
+                hv = builder.bitcast(raw, ir.VectorType(ir.HalfType(), width))
+                return builder.fpext(hv, vf)
             return builder.load(builder.bitcast(builder.gep(base, [j]), vptr), align=esize)
 
         a_slot = cgutils.alloca_once(builder, vf)

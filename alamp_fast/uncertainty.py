@@ -16,7 +16,13 @@ from numba import njit, prange
 
 from alamp_fast._dispatch import dispatch
 from alamp_fast._parallel import twins
-from alamp_fast._simd import lanes_top2_16, lanes_top2_32, lanes_top2_64
+from alamp_fast._simd import (
+    HAS_F16C,
+    half_to_float,
+    lanes_top2_16,
+    lanes_top2_32,
+    lanes_top2_64,
+)
 from alamp_fast._validate import as_float_array, raise_non_finite
 
 __all__ = ["margin", "top2_margin", "entropy", "least_confidence"]
@@ -144,6 +150,72 @@ def _top2_kernel_f16(H, margin_out, top_out, top1_out, bad_rows):
             bad_rows[i] = chk != 0.0
 
 
+@njit(inline="always")
+def _row_top2_half(H, i, simd_bytes, scratch):
+    """:func:`_row_top2` of row i of float16 bits ``H`` (uint16), widened to float32 as it
+    is read (F16C): the same values as widening first, so the same results."""
+    C = H.shape[1]
+    lanes = simd_bytes // 4
+    simd_cols = C - C % lanes if lanes else 0
+    if simd_bytes == 64:
+        lanes_top2_64(H, i, simd_cols, scratch)
+    elif simd_bytes == 32:
+        lanes_top2_32(H, i, simd_cols, scratch)
+    elif simd_bytes == 16:
+        lanes_top2_16(H, i, simd_cols, scratch)
+    else:
+        v0 = half_to_float(H[i, 0])
+        scratch[0] = v0
+        scratch[1] = -np.inf
+        scratch[2] = 0
+        scratch[3] = v0 - v0
+        simd_cols = 1
+    a = scratch[0]
+    b = scratch[1]
+    k = np.int64(scratch[2])
+    chk = scratch[3]
+    for j in range(simd_cols, C):
+        v = half_to_float(H[i, j])
+        chk += v - v
+        if v > a:
+            b = a
+            a = v
+            k = j
+        elif v > b:
+            b = v
+    return a, b, k, chk
+
+
+@njit(inline="always")
+def _simd_bytes_half(C):
+    """:func:`_simd_bytes` for float16 rows read as float32 lanes."""
+    if C >= _MAX_SIMD_COLS:
+        return 0
+    for nbytes in (64, 32, 16):
+        if C >= nbytes // 4:
+            return nbytes
+    return 0
+
+
+@twins()
+def _top2_kernel_f16c(H, margin_out, top_out, top1_out, bad_rows):
+    """:func:`_top2_kernel` for float16 given as its uint16 bits, converted in the vector
+    loads (one read of the half-size input, no scratch row)."""
+    n, C = H.shape
+    simd_bytes = _simd_bytes_half(C)
+    n_chunks = min(n, _N_ROW_CHUNKS)
+    size = (n + n_chunks - 1) // max(n_chunks, 1)
+    for ch in prange(n_chunks):
+        scratch = np.empty(4, dtype=np.float32)
+        for i in range(ch * size, min(n, (ch + 1) * size)):
+            a, b, k, chk = _row_top2_half(H, i, simd_bytes, scratch)
+            margin_out[i] = a - b
+            top_out[i] = k
+            if top1_out.shape[0]:
+                top1_out[i] = a
+            bad_rows[i] = chk != 0.0
+
+
 @twins()
 def _entropy_kernel(P, out, bad_rows):
     n, C = P.shape
@@ -206,7 +278,8 @@ def _top2(P: np.ndarray, want_top1: bool):
     top1_out = np.empty(n if want_top1 else 0, dtype=margin_out.dtype)
     if P.dtype == np.float16:
         bad = np.empty(n, dtype=np.bool_)
-        _top2_kernel_f16(P.view(np.uint16), margin_out, top_out, top1_out, bad, work=P.size)
+        kernel = _top2_kernel_f16c if HAS_F16C else _top2_kernel_f16
+        kernel(P.view(np.uint16), margin_out, top_out, top1_out, bad, work=P.size)
         if bad.any():
             raise_non_finite(P, "probs", first_row=int(np.argmax(bad)))
     else:

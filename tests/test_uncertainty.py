@@ -196,3 +196,48 @@ def test_layout_does_not_change_result(backend, rng, fn, dtype):
                 assert_exact(g, w, f"{fn.__name__} on {name}", dtype=w.dtype)
         else:
             assert_exact(got, want, f"{fn.__name__} on {name}", dtype=want.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# float16: the F16C path (conversion in the vector loads) against the software widening
+
+
+def _run_f16_kernel(kernel, Q):
+    n = Q.shape[0]
+    m = np.empty(n, np.float32)
+    t = np.empty(n, np.int64)
+    t1 = np.empty(n, np.float32)
+    bad = np.empty(n, bool)
+    kernel(Q.view(np.uint16), m, t, t1, bad, work=Q.size)
+    return m.view(np.uint32), t, t1.view(np.uint32), bad
+
+
+@pytest.mark.parametrize("C", [2, 3, 4, 5, 8, 10, 16, 17, 33, 100, 257])
+def test_top2_f16c_bit_identical_to_software_widening(C):
+    from alamp_fast import uncertainty as unc
+    from alamp_fast._simd import HAS_F16C
+
+    if not HAS_F16C:
+        pytest.skip("this CPU has no F16C: the software path is the only one")
+    rng = np.random.default_rng(C)
+    bits = rng.integers(0, 0x7C00, (700, C)).astype(np.uint16)  # every finite half, subnormals
+    bits[::5] |= 0x8000  # negatives and -0.0
+    bits[::7, 1 % C] = bits[::7, 0]  # ties
+    bits[3] = 0x7C00  # +Inf row, flagged as bad
+    bits[4, C // 2] = 0x7E00  # NaN
+    for Q in (bits.view(np.float16), rng.random((700, C)).astype(np.float16)):
+        for parallel in (False, True):
+            pick = (lambda k: k.parallel) if parallel else (lambda k: k.serial)
+            want = _run_f16_kernel(lambda *a, work: pick(unc._top2_kernel_f16)(*a), Q)
+            got = _run_f16_kernel(lambda *a, work: pick(unc._top2_kernel_f16c)(*a), Q)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+
+
+def test_top2_float16_public_results_equal_float32_of_widened():
+    rng = np.random.default_rng(1)
+    H = rng.random((5000, 100)).astype(np.float16)
+    m16, t16 = af.top2_margin(H)
+    m32, t32 = af.top2_margin(H.astype(np.float32))
+    np.testing.assert_array_equal(m16.view(np.uint32), m32.view(np.uint32))
+    np.testing.assert_array_equal(t16, t32)
