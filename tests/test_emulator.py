@@ -8,6 +8,7 @@ own kernels run on it through tests/test_gpu.py and the cupy backend of the kern
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -709,5 +710,76 @@ def test_package_kernels_pass_the_checking_build():
             assert (got == af.kcenter_greedy(X, [1, 2], 10)).all()
         print("clean")
     """, ALAMP_FAST_CUDA="emulate", ALAMP_FAST_EMULATE_CHECK="1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "clean"
+
+
+# ---------------------------------------------------------------------------------------------
+# the AddressSanitizer / UBSan build (ALAMP_FAST_EMULATE_SANITIZE=asan, ASan runtime preloaded)
+
+
+def _libasan():
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or "g++"
+    path = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True,
+                          text=True).stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+needs_asan = pytest.mark.skipif(_libasan() is None, reason="no libasan for the host compiler")
+
+
+def _run_asan(code):
+    return _run(code, LD_PRELOAD=_libasan() or "", ASAN_OPTIONS="detect_leaks=0",
+                ALAMP_FAST_EMULATE_SANITIZE="asan", ALAMP_FAST_CUDA="emulate")
+
+
+@needs_asan
+@pytest.mark.slow
+@pytest.mark.parametrize("bug, pattern", [
+    ("out[i] = 1.0f;  // i == n: one past the end",
+     r"AddressSanitizer: heap-buffer-overflow.*WRITE of size 4.*in planted .*kernel\.cu.*"
+     r"the report above is from kernel planted, block \(1, 0, 0\), thread \(36, 0, 0\)"),
+    ("out[0] = reinterpret_cast<const float2*>(out + 1)->x;  // 8-byte load at 4 (mod 8)",
+     r"EmulatorError: kernel planted: misaligned .* of type 'const struct float2', which needs "
+     r"8-byte alignment .* in block \(1, 0, 0\), thread \(36, 0, 0\)"),
+])
+def test_asan_build_catches_planted_bugs(bug, pattern):
+    out = _run_asan(f"""
+        import numpy as np
+        import alamp_fast
+        import cupy
+        code = r'''
+        extern "C" __global__ void planted(float* out, int n) {{
+            const int i = blockIdx.x * blockDim.x + threadIdx.x;
+            if (i < n) out[i] = 2.0f;
+            __syncthreads();
+            if (i == n) {bug}
+        }}
+        '''
+        k = cupy.RawModule(code=code).get_function("planted")
+        out = cupy.zeros(100, dtype=np.float32)
+        k((2,), (64,), (out, np.int32(100)))
+        print("not caught")
+    """)
+    assert out.returncode != 0 and "not caught" not in out.stdout
+    assert re.search(pattern, out.stderr, re.S), out.stderr[-3000:]
+
+
+@needs_asan
+@pytest.mark.slow
+def test_package_selection_and_alamp_kernels_are_clean_under_asan():
+    out = _run_asan("""
+        import numpy as np
+        import alamp_fast as af
+        rng = np.random.default_rng(1)
+        for dt in (np.float16, np.float32, np.float64):
+            s = np.round(rng.random(2000), 2).astype(dt)
+            assert (af.select_top(s, 77, device="cuda") == af.select_top(s, 77)).all()
+            pc = rng.integers(0, 9, 2000)
+            assert (af.diversify(s, pc, 50, device="cuda") == af.diversify(s, pc, 50)).all()
+            p, c = rng.random(999).astype(dt), rng.random(999).astype(dt)
+            assert (af.alamp_score(p, c, device="cuda") == af.alamp_score(p, c)).all()
+        print("clean")
+    """)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "clean"

@@ -59,6 +59,7 @@ _MODE_FLAGS = {
         "-O1",
         "-g",
         "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=all",
         "-fno-sanitize=vptr",
         "-fno-omit-frame-pointer",
         "-DAF_EMU_ASAN",

@@ -84,6 +84,10 @@ def _alloc(shape, dtype, order="C") -> np.ndarray:
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if _build.mode() == "asan":  # exact size: AddressSanitizer's redzone right after the end
+        arr = np.empty(shape, dtype=dtype, order=order)
+        _track(arr, arr.nbytes)
+        return arr
     raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
     _track(raw, raw.nbytes)
     off = (-raw.ctypes.data) % ALIGN

@@ -729,9 +729,10 @@ AF_EXPORT void __tsan_vptr_read(void**) {}
 extern "C" void af_emu_note_atomic(const void*, int) {}
 #endif
 
-// misaligned (or null) accesses from -fsanitize=alignment,null, in every build but ASan's (which
-// has the real UBSan runtime)
-#if !defined(AF_EMU_ASAN)
+// misaligned (or null) accesses from -fsanitize=alignment,null, in every build. Hidden: the
+// kernels of this library bind to these even where the real UBSan runtime is loaded (the ASan
+// build), so the error names kernel, block and thread and raises instead of aborting.
+#define AF_HIDDEN extern "C" __attribute__((visibility("hidden")))
 struct UbsanLoc {
     const char* file;
     unsigned line, column;
@@ -752,7 +753,7 @@ static const char* UB_KINDS[] = {"load of",        "store to",         "referenc
                                  "cast to virtual base of", "_Nonnull binding to",
                                  "dynamic operation on"};
 
-AF_EXPORT void __ubsan_handle_type_mismatch_v1(UbsanMismatch* d, uintptr_t ptr) {
+AF_HIDDEN void __ubsan_handle_type_mismatch_v1(UbsanMismatch* d, uintptr_t ptr) {
     const unsigned long align = 1ul << d->log_alignment;
     const char* kind = d->check_kind < sizeof UB_KINDS / sizeof *UB_KINDS
                            ? UB_KINDS[d->check_kind]
@@ -774,10 +775,9 @@ AF_EXPORT void __ubsan_handle_type_mismatch_v1(UbsanMismatch* d, uintptr_t ptr) 
     set_error("%s, in %s", msg, where(cur()).c_str());
     fiber_abort();
 }
-AF_EXPORT void __ubsan_handle_type_mismatch_v1_abort(UbsanMismatch* d, uintptr_t ptr) {
+AF_HIDDEN void __ubsan_handle_type_mismatch_v1_abort(UbsanMismatch* d, uintptr_t ptr) {
     __ubsan_handle_type_mismatch_v1(d, ptr);
 }
-#endif
 
 // ---------------------------------------------------------------------------------------------
 // the scheduler
@@ -841,7 +841,24 @@ static int run_block() {
     }
 }
 
+#if defined(AF_EMU_ASAN)
+// ASan/UBSan reports stop the process: say which kernel, block and thread was running
+extern "C" void __sanitizer_set_death_callback(void (*callback)(void));
+static void on_sanitizer_death() {
+    if (!g_in_kernel || !g_launch || !af_emu_cur) return;
+    std::fprintf(stderr, "alamp_fast CUDA emulator: the report above is from kernel %s, %s\n",
+                 g_launch->name, where(cur()).c_str());
+}
+#endif
+
 AF_EXPORT int af_emu_launch(const LaunchDesc* L, Invoke invoke, void* fn, void** args) {
+#if defined(AF_EMU_ASAN)
+    static bool hooked = false;
+    if (!hooked) {
+        __sanitizer_set_death_callback(on_sanitizer_death);
+        hooked = true;
+    }
+#endif
     g_error.clear();
     g_launch = L;
     const unsigned long long nthreads =
