@@ -24,6 +24,11 @@ Every finished (strategy, run) is saved in ``OUT/<name>/checkpoint/`` as it comp
 same command again after an interruption and it continues where it stopped (same final
 numbers); a dataset whose results are complete is skipped. ``--restart`` starts over.
 
+``--estimate`` runs nothing of the protocol: per dataset it times one iteration (fit, test
+predictions, pool scoring, one query of each strategy) at the first, middle and last labeled
+count of the cycle, interpolates over the cycle's points and writes ``OUT/estimate.json``:
+an *estimate* of the full protocol's time on this machine at its current load.
+
     python benchmarks/reproduce_paper.py --out results/paper          # the full protocol
     python benchmarks/reproduce_paper.py --out /tmp/short --iterations 3 --runs 2
     python benchmarks/reproduce_paper.py --out results/mine --train my_train.npz \\
@@ -168,6 +173,77 @@ def run_one(job: dict, args, out_root: Path) -> dict:
     return doc
 
 
+def estimate_one(job: dict, args) -> dict:
+    """Time one iteration at the first, middle and last labeled count; extrapolate."""
+    import numpy as np
+
+    from alamp_fast.al.loop import prepare_protocol
+    from alamp_fast.imbalance import IMBALANCED_IR
+    from alamp_fast.protocol import make_classifier, pool_probs, pool_top2_margin
+    from alamp_fast.strategies import Strategy, get_strategy
+
+    ds = load_dataset(job["train"], job["test"], drop_classes=job["drop"], seed=args.seed,
+                      name=job["name"])
+    setup = prepare_protocol(ds.y_train, ds.y_test, strategies=args.strategies,
+                             canonical=canonical_name, strategy_type=Strategy, init=args.init,
+                             step=args.step, iterations=args.iterations, runs=args.runs,
+                             seed=args.seed, imbalance=job["imbalance"])
+    X = ds.X_train[setup.pool_rows]
+    cost = job["imbalance"] is not None or setup.pool_ir >= IMBALANCED_IR
+    points = args.init + args.step * np.arange(args.iterations + 1)
+    probe = sorted({int(points[0]), int(points[len(points) // 2]), int(points[-1])})
+    rng = np.random.default_rng(args.seed)
+    rows, per = [], {}
+    for n in probe:
+        labeled = rng.choice(X.shape[0], n, replace=False)
+        clf = make_classifier(args.classifier, cost_sensitive=cost, random_state=0)
+        t0 = time.perf_counter()
+        clf.fit(X[labeled], setup.y_pool[labeled])
+        t1 = time.perf_counter()
+        clf.predict(ds.X_test)
+        test_s = time.perf_counter() - t1
+        pool_top2_margin(clf, X[:64], setup.n_classes)  # compile outside the clock
+        t2 = time.perf_counter()
+        margin, top = pool_top2_margin(clf, X, setup.n_classes)
+        t3 = time.perf_counter()
+        probs = pool_probs(clf, X, setup.n_classes, np.float32)
+        t4 = time.perf_counter()
+        query = {}
+        for name in args.strategies:
+            s = get_strategy(name, seed=0)
+            s.query(probs[:64], 2, features=X[:64])  # compile outside the clock
+            s.reset()
+            q0 = time.perf_counter()
+            if s.accepts_margin:
+                s.query(None, args.step, labeled=labeled, margin=margin, top_class=top,
+                        features=X)
+            else:
+                s.query(probs, args.step, labeled=labeled, features=X)
+            query[name] = time.perf_counter() - q0
+        per[n] = {"fit_s": t1 - t0, "test_s": test_s, "pool_margin_s": t3 - t2,
+                  "pool_probs_s": t4 - t3, "query_s": query}
+        rows.append(n)
+        print(f"{job['name']}: {n} labels: fit {t1 - t0:.1f} s, test {test_s:.1f} s, "
+              f"pool {t3 - t2:.1f} s", flush=True)
+
+    def interp(values):
+        return np.interp(points, rows, values)
+
+    base = interp([per[n]["fit_s"] + per[n]["test_s"] for n in rows])
+    total = 0.0
+    by_strategy = {}
+    for name in args.strategies:
+        fused = get_strategy(name).accepts_margin
+        pool = interp([per[n]["pool_margin_s" if fused else "pool_probs_s"] for n in rows])
+        query = interp([per[n]["query_s"][name] for n in rows])
+        one_run = float(base.sum() + pool[:-1].sum() + query[:-1].sum())
+        by_strategy[name] = one_run
+        total += one_run * args.runs
+    return {"labeled_points": points.tolist(), "probed": {str(n): per[n] for n in rows},
+            "estimated_s_per_run": by_strategy, "estimated_total_s": total,
+            "estimated_total_h": total / 3600}
+
+
 def table_md(doc: dict) -> str:
     ds, cfg, rep = doc["dataset"], doc["config"], doc["reproduce"]
     head = (
@@ -216,6 +292,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="(default 0)")
     p.add_argument("--targets", metavar="LIST",
                    help="accuracies for samples-to-target (default: per dataset)")
+    p.add_argument("--estimate", action="store_true",
+                   help="time a few iterations and write OUT/estimate.json: an estimate of "
+                        "the full protocol's time; runs no protocol")
     p.add_argument("--restart", action="store_true",
                    help="discard finished runs and complete results; start over")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
@@ -255,6 +334,20 @@ def main(argv=None) -> int:
 
     def on_term(signum, frame):
         raise Terminated()
+
+    if args.estimate:
+        args.out.mkdir(parents=True, exist_ok=True)
+        doc = {"estimate": True, "argv": sys.argv[1:] if argv is None else argv,
+               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+               "load_average_before": _load_average(), "datasets": {}}
+        for job in jobs:
+            doc["datasets"][job["name"]] = estimate_one(job, args)
+            h = doc["datasets"][job["name"]]["estimated_total_h"]
+            print(f"{job['name']}: the full protocol would take about {h:.2f} h here (estimate)")
+        doc["load_average_after"] = _load_average()
+        (args.out / "estimate.json").write_text(json.dumps(doc, indent=1))
+        print(f"wrote {args.out / 'estimate.json'}")
+        return 0
 
     signal.signal(signal.SIGTERM, on_term)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -84,3 +84,18 @@ def test_bad_options_are_one_line(tmp_path, capsys):
     assert "unknown dataset 'imagenet'" in capsys.readouterr().err
     assert rp.main(["--out", str(tmp_path), "--classifier", "forest"]) == 2
     assert "unknown --classifier 'forest'" in capsys.readouterr().err
+
+
+def test_estimate_runs_no_protocol_and_writes_an_estimate(tmp_path):
+    train, test = features(tmp_path)
+    out = tmp_path / "est"
+    assert rp.main(["--out", str(out), "--train", str(train), "--test", str(test),
+                    "--classifier", "linear-svc", "--init", "20", "--step", "10",
+                    "--iterations", "4", "--runs", "3", "--strategies", "random,margin,entropy",
+                    "--estimate", "--quiet"]) == 0
+    doc = json.loads((out / "estimate.json").read_text())
+    est = doc["datasets"]["train"]
+    assert sorted(est["probed"], key=int) == ["20", "40", "60"]
+    assert est["labeled_points"] == [20, 30, 40, 50, 60]
+    assert est["estimated_total_s"] == pytest.approx(3 * sum(est["estimated_s_per_run"].values()))
+    assert not (out / "train").exists()  # no protocol ran
