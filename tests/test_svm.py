@@ -464,8 +464,29 @@ def test_cuda_matches_numpy(digits):
 # scikit-learn's estimator checks (all of them apply and pass) and the error paths
 
 
-@parametrize_with_checks([SVC(), SVC(kernel="rbf"), SVCCV(Cs=3)])
+_LIBSVM_XFAIL = {
+    # scikit-learn expects the same of its own SVC (PER_ESTIMATOR_XFAIL_CHECKS)
+    "check_sample_weight_equivalence_on_dense_data": (
+        "libsvm: sample_weight is not equivalent to repeated samples to 1e-7"
+    ),
+    # CalibratedClassifierCV(SVC(class_weight=...)) alike: the Platt sigmoids are fitted on
+    # the held-out class frequencies, so extreme class weights are calibrated away
+    "check_class_weight_classifiers": "Platt calibration re-weighs classes by frequency",
+}
+
+
+@parametrize_with_checks(
+    [
+        SVC(),
+        SVC(kernel="rbf"),
+        SVCCV(Cs=3),
+        SVCCV(Cs=3, kernel="rbf", loss="hinge", calibration="platt", tol=1e-3),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check):
+    name = getattr(check, "func", check).__name__
+    if getattr(estimator, "loss", None) == "hinge" and name in _LIBSVM_XFAIL:
+        pytest.skip(_LIBSVM_XFAIL[name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tiny check datasets: calibration folds
         check(estimator)
@@ -543,3 +564,119 @@ def test_refit_with_the_other_kernel_replaces_the_model(digits):
         rtol=0,
         atol=0,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# warm start: the C path within a fit, and one fit to the next on a growing labeled set
+
+
+def _grow(digits, n0=300, n1=360):
+    Xtr, Xte, ytr, yte = digits
+    return Xtr[:n0], ytr[:n0], Xtr[:n1], ytr[:n1], Xte, yte
+
+
+def _splits_of(folds):
+    return [
+        (np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(folds.max() + 1)
+    ]
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_warm_start_matches_a_cold_fit_on_the_same_folds(digits, device, kernel):
+    X0, y0, X1, y1, Xte, _ = _grow(digits)
+    warm = SVCCV(kernel=kernel, warm_start=True, device=device).fit(X0, y0)
+    assert not warm.warm_started_
+    warm.fit(X1, y1)
+    assert warm.warm_started_
+    # rows seen before keep their fold
+    folds0 = SVCCV(kernel=kernel, device=device).fit(X0, y0).folds_
+    assert_exact(warm.folds_[: y0.size], folds0, "folds of the rows seen before")
+    cold = SVCCV(kernel=kernel, cv=_splits_of(warm.folds_), device=device).fit(X1, y1)
+    assert warm.C_ == cold.C_
+    assert_close(warm.cv_scores_, cold.cv_scores_, "cv scores", rtol=0, atol=0.01)
+    assert_close(
+        warm.decision_function(Xte), cold.decision_function(Xte), "decisions", rtol=0, atol=1e-3
+    )
+    assert np.mean(warm.predict(Xte) == cold.predict(Xte)) >= 0.995
+
+
+def test_warm_start_grown_folds_stay_stratified(digits, rng):
+    Xtr, _, ytr, _ = digits
+    clf = SVCCV(Cs=[1.0], warm_start=True)
+    order = rng.permutation(ytr.size)
+    sizes = [40, 80, 200, 400]
+    for n in sizes:
+        prev = getattr(clf, "folds_", None)
+        clf.fit(Xtr[order[:n]], ytr[order[:n]])
+        folds, y = clf.folds_, ytr[order[:n]]
+        if prev is not None and clf.warm_started_:
+            assert_exact(folds[: prev.size], prev, "folds of earlier rows")
+        n_splits = folds.max() + 1
+        for k in np.unique(y):
+            members = folds[y == k]
+            if members.size < 2:
+                assert (members == -1).all()
+                continue
+            held = np.bincount(members[members >= 0], minlength=n_splits)
+            assert held.max() - held.min() <= 1, (n, k, held)
+            # every fold keeps a training sample of the class
+            assert ((members[None, :] != np.arange(n_splits)[:, None]).sum(axis=1) > 0).all()
+
+
+def test_warm_start_survives_new_classes_and_reordering(digits, rng):
+    Xtr, Xte, ytr, yte = digits
+    first = np.flatnonzero(ytr < 5)[:150]
+    later = np.concatenate([first, np.flatnonzero(ytr >= 5)[:150]])
+    clf = SVCCV(warm_start=True).fit(Xtr[first], ytr[first])
+    perm = rng.permutation(later.size)
+    clf.fit(Xtr[later[perm]], ytr[later[perm]])
+    assert clf.warm_started_
+    assert clf.classes_.tolist() == list(range(10))
+    cold = SVCCV(cv=_splits_of(clf.folds_)).fit(Xtr[later[perm]], ytr[later[perm]])
+    assert clf.C_ == cold.C_
+    assert np.mean(clf.predict(Xte) == cold.predict(Xte)) >= 0.995
+
+
+def test_warm_start_starts_cold_when_the_setting_changes(digits):
+    X0, y0, X1, y1, _, _ = _grow(digits)
+    clf = SVCCV(warm_start=True).fit(X0, y0)
+    clf.set_params(kernel="rbf").fit(X1, y1)
+    assert not clf.warm_started_
+    clf.set_params(Cs=[0.1, 1.0]).fit(X1, y1)
+    assert not clf.warm_started_
+    clf.fit(X1, y1)
+    assert clf.warm_started_
+    clf.fit(X1.astype(np.float32), y1)
+    assert not clf.warm_started_
+    # warm_start=False forgets; a clone starts with nothing
+    clf.set_params(warm_start=False).fit(X1, y1)
+    assert not clf.warm_started_ and not hasattr(clf, "_warm_state")
+    from sklearn.base import clone
+
+    assert not hasattr(clone(SVCCV(warm_start=True).fit(X0, y0)), "_warm_state")
+
+
+def test_c_path_equals_the_one_batch_solve(digits):
+    Xtr, Xte, ytr, _ = digits
+    path = SVCCV(kernel="rbf").fit(Xtr[:300], ytr[:300])
+    batch = SVCCV(kernel="rbf")
+    batch._C_PATH = False
+    batch.fit(Xtr[:300], ytr[:300])
+    assert path.C_ == batch.C_
+    assert_close(path.cv_scores_, batch.cv_scores_, "cv scores", rtol=0, atol=0.01)
+    assert_close(
+        path.decision_function(Xte), batch.decision_function(Xte), "decisions", rtol=0, atol=1e-3
+    )
+
+
+def test_bad_cv_parameters_raise():
+    X = np.arange(40.0).reshape(20, 2)
+    y = np.arange(20) % 2
+    for params, match in [
+        ({"loss": "l1"}, "loss='l1'"),
+        ({"calibration": "beta"}, "calibration='beta'"),
+        ({"warm_start": "yes"}, "warm_start='yes'"),
+        ({"loss": "hinge", "warm_start": True}, "warm_start=True needs"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            SVCCV(**params).fit(X, y)

@@ -550,6 +550,9 @@ class SVCCV(_BaseSVM):
     platt_ : ndarray of shape (n_classes or 1, 2)
         ``calibration="platt"`` only: ``(a, b)`` of each class's sigmoid
         ``1 / (1 + exp(a * decision + b))``.
+    folds_ : ndarray of shape (n_samples,) or None
+        Fold of each row given to ``fit`` with positive weight (``-1``: always in training);
+        None when ``cv`` gave the folds.
     warm_started_ : bool
         Whether this fit started from the previous one's solution.
 
@@ -569,6 +572,7 @@ class SVCCV(_BaseSVM):
     # solve a cold fit's C grid as a warm-started path (False: all C from zero in one batch,
     # the pre-warm-start solver, kept for benchmarks/bench_svm_warm.py's reference)
     _C_PATH = True
+    _STICKY_FOLDS = True
 
     def __init__(
         self,
@@ -637,11 +641,12 @@ class SVCCV(_BaseSVM):
         if not self.warm_start:
             self.__dict__.pop("_warm_state", None)
         if self.loss == "hinge":
-            self.gamma_ = _hinge.scale_gamma(X) if self.gamma == "scale" else self._gamma(X, sw)
-            splits = self._splits(y_enc, keep, allow_none=False)
+            self.gamma_ = self._fold_gamma(X, sw)
+            splits, folds = self._warm_splits(X, y_enc, keep, None)
         else:
             self.gamma_ = self._gamma(X, sw)
             splits, folds = self._warm_splits(X, y_enc, keep, state)
+        self.folds_ = folds
         if not splits:
             best = fallback_c(Cs)
             warnings.warn(
@@ -656,7 +661,7 @@ class SVCCV(_BaseSVM):
             if self.loss == "hinge":
                 self._fit_hinge_full(X, y_enc, sw)
                 Z = self._libsvm_decision(X)
-                self.n_iter_ = 0
+                self.n_iter_ = int(np.max(self.libsvm_.n_iter_))
                 self._calibrate(Z, y_enc, sw)
                 return self
             fmap, W, Z, n_iter = self._fit_batch(xp, X, y_enc, sw, [self.C_], None, with_full=True)
@@ -752,7 +757,7 @@ class SVCCV(_BaseSVM):
         if not _is_int(self.cv):
             return self._splits(y_enc, keep, allow_none=False), None
         folds = None
-        if state is not None and state["cv"] == int(self.cv):
+        if state is not None and state["cv"] == int(self.cv) and self._STICKY_FOLDS:
             prev = np.array([state["fold_of"].get(row.tobytes(), -2) for row in X], np.int64)
             folds = _extend_folds(
                 y_enc, self.classes_, state["labels"], prev, int(self.cv), self.random_state
@@ -850,6 +855,7 @@ class SVCCV(_BaseSVM):
         n_cols = n_classes if n_classes > 2 else 1
         held = [np.zeros((y_enc.size, n_cols)) for _ in Cs]
         test_rows = []
+        n_iter = 0
         for f, (train_mask, test) in enumerate(splits):
             train = np.flatnonzero(train_mask)
             gamma = self._fold_gamma(X[train], sw[train])
@@ -865,20 +871,24 @@ class SVCCV(_BaseSVM):
                     sw[train] if weighted else None,
                     float(self.tol),
                 )
+                n_iter = max(n_iter, int(np.max(model.n_iter_)))
                 right = model.predict(K_test) == labels[test]
                 scores[j, f] = np.average(right, weights=sw[test])
                 held[j][test] = _ovr_columns(model, K_test, self.classes_)
         best = pick_c(Cs, scores)
         self.C_ = float(Cs[best])
         self.cv_scores_ = scores
-        self.n_iter_ = 0
         self._fit_hinge_full(X, y_enc, sw, D=D)
+        # libsvm's iterations: the largest over every fold's, C's and the refit's models
+        self.n_iter_ = max(n_iter, int(np.max(self.libsvm_.n_iter_)))
         rows = np.concatenate(test_rows)
         self._calibrate(held[best][rows], y_enc[rows], sw[rows])
         return self
 
     def _fold_gamma(self, X_train, sw_train) -> float:
-        if self.gamma == "scale":
+        """``gamma`` of a row set: ``SVC(gamma="scale")``'s float64 ``X.var()`` when every
+        weight is 1, the weighted (repetitions) variance otherwise."""
+        if self.gamma == "scale" and np.all(sw_train == 1.0):
             return _hinge.scale_gamma(X_train)
         return self._gamma(X_train, sw_train)
 
