@@ -524,12 +524,24 @@ def test_missing_nvrtc_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(_nvrtc, "_lib", None)
     monkeypatch.setattr(_nvrtc, "library_candidates", lambda: ["/nonexistent/libnvrtc.so.13"])
+    monkeypatch.setattr(_nvrtc, "_cupy_loaded_nvrtc", lambda: [])
     with pytest.raises(_nvrtc.NvrtcError, match=r"nvidia-cuda-nvrtc.*/nonexistent/libnvrtc"):
         _nvrtc.library()
     assert "/nonexistent/libnvrtc.so.13" in _nvrtc.available()
     monkeypatch.undo()
     monkeypatch.setenv(_nvrtc.NVRTC_ENV, "/opt/x/libnvrtc.so")
     assert _nvrtc.library_candidates()[0] == "/opt/x/libnvrtc.so"
+
+
+@needs_nvrtc
+def test_nvrtc_falls_back_to_the_library_cupy_loads(monkeypatch):
+    from alamp_fast.cuda import _nvrtc
+
+    real = _nvrtc.library_path()
+    monkeypatch.setattr(_nvrtc, "_lib", None)
+    monkeypatch.setattr(_nvrtc, "library_candidates", lambda: ["/nonexistent/libnvrtc.so.13"])
+    monkeypatch.setattr(_nvrtc, "_cupy_loaded_nvrtc", lambda: [real])
+    assert _nvrtc.library_path() == real and _nvrtc.version() >= (12, 0)
 
 
 @needs_nvrtc

@@ -225,8 +225,22 @@ def _load(name: str) -> _Module:
     if emulated():
         raw = cupy.RawModule(code=source(name), options=OPTIONS, name_expressions=expressions)
         return _Module(raw, None)
-    path, lowered, _ = compile_file(name, device_arch())
-    return _Module(cupy.RawModule(path=str(path)), lowered)
+    arch = device_arch()
+    path, lowered, _ = compile_file(name, arch)
+    try:
+        raw = cupy.RawModule(path=str(path))
+        raw.get_function(next(iter(lowered.values())))  # loads the image now
+    except Exception as exc:
+        from alamp_fast.cuda import _nvrtc
+
+        raise RuntimeError(
+            f"the {arch} CUBIN of {name}.cu compiled by NVRTC "
+            f"{'.'.join(map(str, _nvrtc.version()))} ({_nvrtc.library_path()}) did not load "
+            f"on this driver (CUDA {cupy.cuda.runtime.driverGetVersion()}): {exc}. Use the "
+            "NVRTC of your CUDA major version (pip install nvidia-cuda-nvrtc-cu12 for CUDA 12) "
+            f"or point {_nvrtc.NVRTC_ENV} at it"
+        ) from exc
+    return _Module(raw, lowered)
 
 
 def function(name: str, expression: str):

@@ -9,7 +9,8 @@ added; the CUBIN is loaded with ``cupy.RawModule(path=...)``, which compiles not
 The library is found, in order: ``$ALAMP_FAST_NVRTC`` (a path to ``libnvrtc.so``), a
 ``libnvrtc`` already loaded in this process (CuPy's, matching its CUDA version), the NVIDIA
 PyPI wheels (``nvidia-cuda-nvrtc`` for CUDA 13, ``nvidia-cuda-nvrtc-cu12``), ``cuda-pathfinder``,
-``$CUDA_PATH`` / ``$CUDA_HOME`` / ``/usr/local/cuda``, then the system loader. No GPU is needed to compile. ctypes releases the GIL during the call, so files compile
+``$CUDA_PATH`` / ``$CUDA_HOME`` / ``/usr/local/cuda``, the system loader, and last the
+library CuPy's own NVRTC binding loads. No GPU is needed to compile. ctypes releases the GIL during the call, so files compile
 in parallel on threads.
 """
 
@@ -101,6 +102,33 @@ def library_candidates() -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _open(candidates, tried):
+    for cand in candidates:
+        try:
+            lib = ctypes.CDLL(cand)
+            lib.nvrtcVersion  # noqa: B018 - a libnvrtc, not some other library
+        except (OSError, AttributeError) as exc:
+            tried.append(f"{cand} ({exc})")
+            continue
+        _declare(lib)
+        lib._alamp_fast_path = cand
+        return lib
+    return None
+
+
+def _cupy_loaded_nvrtc() -> list[str]:
+    """Where CuPy's own NVRTC binding loads libnvrtc from (it knows CuPy's CUDA): load it, then
+    read the path from the process's mappings. Only the library is borrowed, not CuPy's
+    compile path (which adds options)."""
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception:  # no CuPy, or CuPy without a usable NVRTC
+        return []
+    return _loaded_in_process()
+
+
 def library():
     """The loaded libnvrtc (ctypes.CDLL); raises :class:`NvrtcError` naming where it looked."""
     global _lib
@@ -109,17 +137,9 @@ def library():
     with _lib_lock:
         if _lib is None:
             tried = []
-            for cand in library_candidates():
-                try:
-                    lib = ctypes.CDLL(cand)
-                    lib.nvrtcVersion  # noqa: B018 - a libnvrtc, not some other library
-                except (OSError, AttributeError) as exc:
-                    tried.append(f"{cand} ({exc})")
-                    continue
-                _declare(lib)
-                lib._alamp_fast_path = cand
+            lib = _open(library_candidates(), tried) or _open(_cupy_loaded_nvrtc(), tried)
+            if lib is not None:
                 _lib = lib
-                break
             else:
                 raise NvrtcError(
                     "NVRTC (libnvrtc) was not found; install the NVIDIA wheel "
