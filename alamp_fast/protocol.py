@@ -213,7 +213,16 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, X):
-        d = self._rows(X) @ self.coef32_
+        Z = self._rows(X)
+        n = Z.shape[0]
+        # A BLAS may round a small GEMM differently from a large one (OpenBLAS: below about
+        # 1e6 multiply-adds), so a row's value would depend on the rows scored with it (a
+        # Dask chunk, a short last block). Small inputs are padded up to 2**22 multiply-adds:
+        # every row then takes the large-GEMM path, whose value is the row's own.
+        pad = -(-(1 << 22) // max(1, Z.shape[1] * self.coef32_.shape[1])) - n
+        if n and pad > 0:
+            Z = np.concatenate([Z, np.broadcast_to(Z[-1:], (pad, Z.shape[1]))])
+        d = (Z @ self.coef32_)[:n]
         d += self.intercept32_
         return d[:, 0] if d.shape[1] == 1 else d
 

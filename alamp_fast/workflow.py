@@ -100,6 +100,7 @@ __all__ = [
     "FAULT_POINTS",
     "Batch",
     "LabelReport",
+    "ClusterError",
     "ForeignStateError",
     "OptionError",
     "PoolChangedError",
@@ -1531,24 +1532,34 @@ class Project:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
                     clf.fit(X[labeled], y[labeled])
-                # the pool, or its row chunks on the cluster's workers
-                X_work = X if client is None else _scatter_rows(client, X, chunk_rows, n_classes)
-                probs = pool_probs(clf, X_work, n_classes)
-                ranking = _ranking_scores(strategy, probs)
-                picks = np.asarray(
-                    strategy.query(
+
+                def query(strategy):
+                    # the pool, or its row chunks on the cluster's workers
+                    X_work = (
+                        X if client is None else _scatter_rows(client, X, chunk_rows, n_classes)
+                    )
+                    probs = pool_probs(clf, X_work, n_classes)
+                    res = strategy.query_result(
                         probs if strategy.needs_probs else None,
                         b,
                         labeled=labeled,
                         features=X_work,
-                    ),
-                    dtype=np.int64,
-                )
-                margin_all, top_all = af.top2_margin(probs)
-                margins, pred, ranked = _batch_rows(picks, margin_all, top_all, ranking)
+                    )
+                    picks = np.asarray(res, dtype=np.int64)
+                    # the strategy's own ranking values, computed once by its query
+                    ranking = res.scores if strategy.name in _RANKED else None
+                    margin_all, top_all = af.top2_margin(probs)
+                    return (picks, *_batch_rows(picks, margin_all, top_all, ranking))
+
+                if client is None:
+                    picks, margins, pred, ranked = query(strategy)
+                else:
+                    strategy, (picks, margins, pred, ranked) = _retry_on_cluster(
+                        client, settings, st.strategy, query
+                    )
                 margins = np.asarray(margins, dtype=np.float64)
                 pred = np.asarray(pred, dtype=np.int64)
-                if ranking is not None:
+                if ranked is not None:
                     scores = np.asarray(ranked, dtype=np.float64)
                 elif strategy.name == "coreset":
                     scores = _kcenter_distances(X, labeled, picks)
@@ -1931,20 +1942,58 @@ def _check_picks(picks: np.ndarray, b: int, y: np.ndarray) -> None:
         )
 
 
-def _ranking_scores(strategy, probs: np.ndarray) -> np.ndarray | None:
-    """Per-row ranking value of ``strategy`` before its query changes its state."""
-    import alamp_fast as af
+# Strategies whose batch CSV carries their ranking value (QueryResult.scores) as the score.
+_RANKED = ("margin", "margin-div", "entropy", "least_confidence", "alamp", "alamp-div")
 
-    name = strategy.name
-    if name in ("margin", "margin-div"):
-        return af.margin(probs)
-    if name == "entropy":
-        return af.entropy(probs)
-    if name == "least_confidence":
-        return af.least_confidence(probs)
-    if name in ("alamp", "alamp-div"):
-        return strategy.scores(probs)[0]
-    return None
+#: Attempts of a round's work on a Dask cluster that loses workers (see _retry_on_cluster).
+CLUSTER_ATTEMPTS = 3
+
+
+class ClusterError(RuntimeError):
+    """The Dask cluster failed a round's work on every attempt; nothing was written."""
+
+
+def _cluster_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the cluster failing (a lost worker or connection), not our code."""
+    import asyncio
+    import concurrent.futures
+
+    if isinstance(exc, (OSError, TimeoutError, asyncio.CancelledError,
+                        concurrent.futures.CancelledError)):
+        return True
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"KilledWorker", "FutureCancelledError", "CommClosedError",
+                         "CancelledError", "StreamClosedError"})
+
+
+def _retry_on_cluster(client, settings: dict, state: dict, query):
+    """``(strategy, query(strategy))``, retried when the cluster loses a worker.
+
+    Each attempt starts from a fresh strategy with the committed state and scatters the
+    pool again (chunks scattered to a worker that died are gone for good, Dask cannot
+    recompute them), so a retried round is the round an undisturbed cluster makes. After
+    :data:`CLUSTER_ATTEMPTS` failures the round ends with :class:`ClusterError`, before
+    anything is written.
+    """
+    last = None
+    for attempt in range(CLUSTER_ATTEMPTS):
+        strategy = _make_strategy(settings)
+        strategy.load_state_dict(state)
+        try:
+            return strategy, query(strategy)
+        except Exception as exc:
+            if not _cluster_failure(exc):
+                raise
+            last = exc
+            if attempt + 1 < CLUSTER_ATTEMPTS:
+                with contextlib.suppress(Exception):  # a restarted worker, if any comes back
+                    client.wait_for_workers(1, timeout=30)
+    text = " ".join(str(last).split()) or "no details"
+    raise ClusterError(
+        f"the Dask cluster failed during select {CLUSTER_ATTEMPTS} times "
+        f"({type(last).__name__}: {text}); nothing was written, the project is as it was "
+        "(re-run select when the cluster is healthy)"
+    ) from last
 
 
 def _batch_rows(rows: np.ndarray, *values) -> list:

@@ -239,12 +239,12 @@ def run(args: argparse.Namespace) -> int:
 def _explain(command: str, exc: Exception) -> tuple[int, str]:
     """Exit status and one line for an error (2: a bad option or path, 1: a failure)."""
     from alamp_fast.cli import CLIError
-    from alamp_fast.workflow import OptionError, ProjectLockedError
+    from alamp_fast.workflow import ClusterError, OptionError, ProjectLockedError
 
     text = " ".join(str(exc).split())
     if isinstance(exc, (CLIError, OptionError, FileNotFoundError)):
         return 2, text
-    if isinstance(exc, ProjectLockedError):
+    if isinstance(exc, (ProjectLockedError, ClusterError)):
         return 1, text
     if isinstance(exc, OSError):  # a full disk, permissions, I/O errors
         what = exc.strerror or type(exc).__name__
