@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     gen_s = time.perf_counter() - t0
     res = simulate(X, y, Xt, yt, strategies=STRATEGIES, classifier=args.classifier,
                    init=args.init, step=args.step, iterations=args.iterations, runs=1,
-                   seed=args.seed, progress=True)
+                   seed=args.seed, progress="auto")
     summary = res.summary()
     per_strategy = {}
     for name in STRATEGIES:
