@@ -654,6 +654,13 @@ def test_warm_start_starts_cold_when_the_setting_changes(digits):
     from sklearn.base import clone
 
     assert not hasattr(clone(SVCCV(warm_start=True).fit(X0, y0)), "_warm_state")
+    import pickle
+
+    fitted = SVCCV(warm_start=True).fit(X0, y0)
+    assert hasattr(fitted, "_warm_state")
+    again = pickle.loads(pickle.dumps(fitted))
+    assert not hasattr(again, "_warm_state")
+    assert_exact(again.predict(X1), fitted.predict(X1), "predictions after pickling")
 
 
 def test_c_path_equals_the_one_batch_solve(digits):

@@ -603,6 +603,13 @@ class SVCCV(_BaseSVM):
         self.calibration = calibration
         self.warm_start = warm_start
 
+    def __getstate__(self):
+        # a pickled or copied model (sent to Dask workers, saved) carries no warm-start state:
+        # it is only a starting point, and as large as the fold solutions
+        state = super().__getstate__()
+        state.pop("_warm_state", None)
+        return state
+
     def _check_cv_params(self):
         xp = self._check_params()
         if self.loss not in ("squared_hinge", "hinge"):
@@ -758,7 +765,7 @@ class SVCCV(_BaseSVM):
             return self._splits(y_enc, keep, allow_none=False), None
         folds = None
         if state is not None and state["cv"] == int(self.cv) and self._STICKY_FOLDS:
-            prev = np.array([state["fold_of"].get(row.tobytes(), -2) for row in X], np.int64)
+            prev = np.array([state["fold_of"].get(k, -2) for k in _row_keys(X)], np.int64)
             folds = _extend_folds(
                 y_enc, self.classes_, state["labels"], prev, int(self.cv), self.random_state
             )
@@ -805,7 +812,7 @@ class SVCCV(_BaseSVM):
         if self.kernel == "linear":
             W_prev = fmap.proj.T @ coef
         else:
-            pos = np.array([state["row_of"].get(row.tobytes(), -1) for row in X], np.int64)
+            pos = np.array([state["row_of"].get(k, -1) for k in _row_keys(X)], np.int64)
             new_rows = np.flatnonzero(pos >= 0)
             if new_rows.size == 0:
                 return None
@@ -829,7 +836,7 @@ class SVCCV(_BaseSVM):
             self.__dict__.pop("_warm_state", None)
             return
         coef = fmap.proj @ W
-        keys = [row.tobytes() for row in X]
+        keys = _row_keys(X)
         self._warm_state = {
             "kernel": self.kernel,
             "dtype": self._dtype,
@@ -936,6 +943,14 @@ def _ovr_columns(model, K, classes) -> np.ndarray:
     else:
         out[:, cols] = Z
     return out
+
+
+def _row_keys(X: np.ndarray) -> list[bytes]:
+    """A 16-byte digest of every row's bytes: how a warm start recognises rows it has seen."""
+    import hashlib
+
+    X = np.ascontiguousarray(X)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in X]
 
 
 def _solver_put(xp, dst, cols: np.ndarray, src) -> None:
