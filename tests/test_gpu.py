@@ -1000,6 +1000,16 @@ def test_fused_alamp_raises_where_the_cpu_raises_on_an_overflowing_margin(dtype)
     with pytest.raises(ValueError) as gpu_err:
         afc.top2_margin_alamp(cp.asarray(P), cp.asarray(prev))
     assert str(gpu_err.value) == str(cpu_err.value)
+    # the margin alone: whatever the CPU does with such rows, the GPU does (streamed too)
+    try:
+        want = af.top2_margin(P)
+    except ValueError as exc:
+        for probs in (cp.asarray(P), P):
+            with pytest.raises(ValueError) as gpu_err:
+                afc.top2_margin(probs)
+            assert str(gpu_err.value) == str(exc)
+    else:
+        assert_exact(afc.top2_margin(cp.asarray(P))[0].get(), want[0], "overflowing margin")
 
 
 @gpu

@@ -112,6 +112,18 @@ def _raise_bad_row(row_values: np.ndarray, row: int, mode: int):
     _checks.raise_non_finite_row(row_values, row, "probs")
 
 
+def _raise_like_cpu_top2(row_values: np.ndarray, row: int) -> None:
+    """Raise the CPU's error for row ``row`` of the probabilities if the CPU top-2 margin
+    rejects it (an overflowing margin), naming the same row; return if the CPU accepts it."""
+    try:
+        cpu_uncertainty.top2_margin(np.ascontiguousarray(row_values)[None, :])
+    except ValueError as exc:
+        msg = str(exc)
+        if msg.startswith("probs[0]"):
+            msg = f"probs[{row}]" + msg[len("probs[0]"):]
+        raise ValueError(msg) from None
+
+
 def _device_probs(probs):
     import cupy
 
@@ -180,6 +192,10 @@ def _run(probs, mode, *, want_top=False, prev_margin=None, chunk_rows=None, layo
         row = int(bad[0])
         row_values = np.asarray(P[row]) if streamed else P[row].get()
         _raise_bad_row(row_values, row, mode)
+    if mode == MODE_TOP2 and n and not bool(cupy.isfinite(out).all()):
+        # finite rows whose top1 - top2 overflowed the output dtype: the CPU's verdict
+        row = int(cupy.argmin(cupy.isfinite(out)))
+        _raise_like_cpu_top2(np.asarray(P[row]) if streamed else P[row].get(), row)
     if prev is not None and bad[1] < n:
         # error path: the CPU function names the offending value
         _checks.cpu_must_raise(cpu_alamp.alamp_score.cpu_impl, prev.get(), out.get())
