@@ -22,6 +22,36 @@ def out_dtype(*dtypes: np.dtype) -> np.dtype:
     )
 
 
+def _is_sparse(x) -> bool:
+    mod = type(x).__module__
+    return mod.startswith("scipy.sparse") or (
+        mod.split(".")[0] in ("sparse", "pydata_sparse") and hasattr(x, "todense")
+    )
+
+
+def reject_unsupported(x, name: str) -> None:
+    """TypeError for inputs numpy cannot turn into a numeric array: scipy.sparse matrices
+    (``np.asarray`` makes them 0-d object arrays) and other non-array objects."""
+    if _is_sparse(x):
+        raise TypeError(
+            f"{name} is a sparse matrix ({type(x).__module__}.{type(x).__name__}, shape "
+            f"{getattr(x, 'shape', '?')}); sparse input is not supported: convert it to a "
+            f"dense array first, e.g. {name}.toarray()"
+        )
+
+
+def _check_object(arr: np.ndarray, x, name: str) -> None:
+    """TypeError for an object that numpy wraps as a 0-d object array (not an array-like)."""
+    if arr.dtype == object and arr.ndim == 0:
+        obj = arr.item()  # the wrapped object, also when x is that 0-d array already
+        what = type(obj).__module__ + "." + type(obj).__name__
+        raise TypeError(
+            f"{name} must be an array of numbers; got a {what}, which numpy turns into a "
+            "0-d object array (convert it to a numpy array first, e.g. np.asarray(...) "
+            "of its values, or .toarray() for sparse matrices)"
+        )
+
+
 def as_float_array(x, name: str, ndim: int, *, allow_int: bool = False) -> np.ndarray:
     """``x`` as a C-contiguous float16/32/64 array of ``ndim`` dimensions.
 
@@ -33,7 +63,9 @@ def as_float_array(x, name: str, ndim: int, *, allow_int: bool = False) -> np.nd
             f"{name} is a GPU array ({type(x).__module__}.{type(x).__name__}); "
             "this function's CPU path got it - pass it through the public alamp_fast API"
         )
+    reject_unsupported(x, name)
     arr = np.asarray(x)
+    _check_object(arr, x, name)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if arr.dtype.kind == "b" or not (
@@ -70,7 +102,9 @@ def as_index_array(idx, name: str, n: int) -> np.ndarray:
     """``idx`` as int64 indices into range(n); reject out-of-range, duplicates, non-integers."""
     if idx is None:
         return np.empty(0, dtype=np.int64)
+    reject_unsupported(idx, name)
     arr = np.asarray(idx)
+    _check_object(arr, idx, name)
     if arr.size == 0:
         return np.empty(0, dtype=np.int64)
     if arr.dtype.kind == "b":
@@ -81,17 +115,25 @@ def as_index_array(idx, name: str, n: int) -> np.ndarray:
         raise TypeError(f"{name} must hold integer indices, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    arr = arr.astype(np.int64, copy=False)
-    lo, hi = int(arr.min()), int(arr.max())
+    lo, hi = int(arr.min()), int(arr.max())  # Python ints: exact for uint64 beyond 2**63
     if lo < 0 or hi >= n:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{name} holds index {bad}, out of range for {n} samples")
+    arr = arr.astype(np.int64, copy=False)
     seen = np.zeros(n, dtype=bool)
     seen[arr] = True
     if int(seen.sum()) != arr.size:
         u, c = np.unique(arr, return_counts=True)
         raise ValueError(f"{name} holds duplicated index {int(u[c > 1][0])}")
     return arr
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` if it is a bool (Python or numpy); TypeError otherwise (``'no'`` is not
+    False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_budget(b, n_candidates: int, what: str = "candidates") -> int:
@@ -111,7 +153,9 @@ def check_budget(b, n_candidates: int, what: str = "candidates") -> int:
 
 def as_labels(labels, name: str, n: int) -> np.ndarray:
     """Integer class labels of length n as int64."""
+    reject_unsupported(labels, name)
     arr = np.asarray(labels)
+    _check_object(arr, labels, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != n:

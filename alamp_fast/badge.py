@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from alamp_fast._dispatch import _torch_to_numpy, array_library
 from alamp_fast._parallel import twins
@@ -73,11 +73,25 @@ def _grad_norms(P, H, top, out):
         out[i] = q2 * h2
 
 
+@njit(cache=True)
+def _same_row(P, H, i, c):
+    """Rows i and c of both inputs hold the same values (so g_i == g_c exactly)."""
+    for k in range(P.shape[1]):
+        if P[i, k] != P[c, k]:
+            return False
+    for j in range(H.shape[1]):
+        if H[i, j] != H[c, j]:
+            return False
+    return True
+
+
 @twins(fastmath={"reassoc", "contract"})
-def _badge_step(P, H, top, w, qc, hc, wc, min_d2):
+def _badge_step(P, H, top, w, qc, hc, wc, c, min_d2):
     """min_d2[i] = min(min_d2[i], ||g_i - g_c||^2) for rows with min_d2[i] > 0.
 
     Rows at 0 (excluded, chosen, or at distance 0 already) cannot move and are skipped.
+    A copy of the center row ``c`` gets exactly 0: the factorised distance leaves a rounding
+    residue (~1e-17) there that would give it a D^2 weight.
     """
     C = P.shape[1]
     d = H.shape[1]
@@ -93,6 +107,8 @@ def _badge_step(P, H, top, w, qc, hc, wc, min_d2):
         for j in range(d):
             t += np.float64(H[i, j]) * hc[j]
         dist = w[i] + wc - 2.0 * qq * t
+        if dist <= 1e-9 * (w[i] + wc) and _same_row(P, H, i, c):
+            dist = 0.0
         if dist < m:
             # cancellation can leave -1e-16 for a row equal to the center
             min_d2[i] = max(dist, 0.0)
@@ -118,7 +134,8 @@ def _badge_cpu(P, H, taken, b, uniforms):
             break
         qc = -P[pick].astype(np.float64)
         qc[top[pick]] += 1.0
-        _badge_step(P, H, top, w, qc, H[pick].astype(np.float64), w[pick], min_d2, work=work)
+        hc = H[pick].astype(np.float64)
+        _badge_step(P, H, top, w, qc, hc, w[pick], pick, min_d2, work=work)
         np.cumsum(min_d2, out=cum)
         total = cum[-1]
         if total > 0.0:
@@ -246,6 +263,9 @@ def _badge_device(ops, P, H, taken, b, uniforms):
         qq = ops.wide(qc[top]) - ops.wide(P @ qc)  # <q_i, q_c>, q_i = onehot(top_i) - p_i
         hh = ops.wide(H @ H[pick].reshape(-1))  # <h_i, h_c>
         dist = w + w[pick] - 2.0 * qq * hh
+        # a copy of the center has the center's own w, qq and hh: exactly 0, not the residue
+        same = (w == w[pick]) & (qq == qq[pick]) & (hh == hh[pick])
+        dist = ops.lib.where(same, ops.full(n, 0.0, ops.float64), dist)
         ops.lib.minimum(min_d2, ops.clamp_min_(dist, 0.0), out=min_d2)
         cum = min_d2.cumsum(0)
         nxt = ops.searchsorted_right(cum, u[step : step + 1] * cum[-1:])
@@ -305,11 +325,23 @@ def _host_inputs(probs, embeddings):
     _check_shapes(P.shape, H.shape)
     check_finite(P, "probs")
     check_finite(H, "embeddings")
+    _check_non_negative(P)
     # float16 is widened once; the kernels read float32/64
     return (
         P.astype(np.float32) if P.dtype == np.float16 else P,
         H.astype(np.float32) if H.dtype == np.float16 else H,
     )
+
+
+def _check_non_negative(P) -> None:
+    """Probabilities are >= 0: a negative value names its position."""
+    neg = P < 0
+    if neg.any():
+        i, k = np.unravel_index(int(np.argmax(neg)), P.shape)
+        raise ValueError(
+            f"probs[{i}, {k}] = {float(P[i, k])!r} is negative; badge needs class "
+            "probabilities (softmax outputs), not scores"
+        )
 
 
 def _device_inputs(ops, probs, embeddings):
@@ -331,6 +363,8 @@ def _device_inputs(ops, probs, embeddings):
         # one reduction and one synchronisation per input; the position only on failure
         if not ops.isfinite_all(a):
             raise_non_finite(ops.to_host(a), name)
+    if bool((P < 0).any()):
+        _check_non_negative(ops.to_host(P))
     return P, H
 
 
@@ -397,13 +431,16 @@ def badge(probs, embeddings, b, seed=None, *, exclude=None, device=None):
     each further pick is drawn with probability proportional to its squared distance to the
     nearest pick so far (D^2 sampling): draw ``u`` uniform in [0, 1) from the generator, and
     take the first row whose cumulative sum of squared distances exceeds ``u`` times the total.
-    Excluded and chosen rows weigh 0. If every remaining candidate is at distance 0 the next
-    pick is the lowest-index candidate (a ``u`` is drawn all the same).
+    Excluded and chosen rows weigh 0, and so do exact copies of a chosen row (same ``probs``
+    and ``embeddings`` values: their distance is exactly 0, not a rounding residue). If every
+    remaining candidate is at distance 0 the next pick is the lowest-index candidate (a ``u``
+    is drawn all the same), whatever the seed.
 
     Parameters
     ----------
     probs : (n_samples, n_classes) float16/32/64
-        The model's class probabilities (softmax outputs), finite; ``n_classes >= 2``.
+        The model's class probabilities (softmax outputs), finite and >= 0 (a negative
+        value raises ``ValueError``); ``n_classes >= 2``.
     embeddings : (n_samples, n_features) float16/32/64
         The input of the last linear layer (penultimate features), finite.
     b : int

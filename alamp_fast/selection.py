@@ -17,8 +17,10 @@ from alamp_fast._validate import (
     as_float_array,
     as_index_array,
     as_labels,
+    check_bool,
     check_budget,
     check_finite,
+    reject_unsupported,
 )
 
 __all__ = ["select_top", "diversify"]
@@ -31,6 +33,8 @@ def _keys(scores, exclude, largest: bool):
     Integer scores stay int64 keys, so values beyond 2**53 keep their order; ``~x`` reverses
     the order without the overflow ``-x`` has at the int64 minimum.
     """
+    largest = check_bool(largest, "largest")
+    reject_unsupported(scores, "scores")
     raw = np.asarray(scores)
     if raw.dtype.kind in "iu":
         if raw.ndim != 1:

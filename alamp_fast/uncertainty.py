@@ -284,6 +284,14 @@ def _top2(P: np.ndarray, want_top1: bool):
             raise_non_finite(P, "probs", first_row=int(np.argmax(bad)))
     else:
         _run_rowwise(_top2_kernel, P, [margin_out, top_out], top1_out)
+    if n and not np.isfinite(margin_out).all():
+        # finite inputs, infinite difference: top1 - top2 overflowed the output dtype
+        i = int(np.argmin(np.isfinite(margin_out)))
+        top1, top2 = np.sort(P[i].astype(np.float64))[::-1][:2]
+        raise ValueError(
+            f"probs[{i}]: the top-2 margin {top1!r} - ({top2!r}) overflows "
+            f"{margin_out.dtype}; pass float64 values or rescale the rows"
+        )
     return margin_out, top_out, top1_out
 
 

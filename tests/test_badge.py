@@ -250,3 +250,57 @@ def test_badge_cupy_matches_reference(rng):
     got = badge(cupy.asarray(P), cupy.asarray(H), 50, 2, exclude=[1, 2, 3])
     assert isinstance(got, cupy.ndarray)
     assert_exact(got.get(), literal_badge(P, H, 50, 2, [1, 2, 3]), "cupy float64")
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel inputs: duplicates, negative probabilities
+
+
+def _dup_pool(rng, dtype):
+    P = rng.dirichlet(np.ones(5), 4).astype(dtype)
+    H = rng.standard_normal((4, 6)).astype(dtype)
+    rows = np.repeat(np.arange(4), 6)  # 4 distinct rows, 6 copies each
+    return np.ascontiguousarray(P[rows]), np.ascontiguousarray(H[rows])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_badge_copies_of_a_center_have_distance_exactly_zero(rng, dtype):
+    # 4 distinct rows: after they are all chosen, every candidate is a copy of a center,
+    # so the rest go in index order whatever the seed (no rounding residue weight)
+    P, H = _dup_pool(rng, dtype)
+    results = {tuple(badge(P, H, 10, seed=s).tolist()) for s in range(25)}
+    for got in results:
+        assert sorted({r // 6 for r in got[:4]}) == [0, 1, 2, 3], got
+        chosen = set(got[:4])
+        assert list(got[4:]) == [i for i in range(24) if i not in chosen][:6], got
+
+
+@pytest.mark.parametrize("ops_name", ["numpy-as-cupy", "torch-cpu"])
+def test_badge_device_loop_copies_are_zero(rng, ops_name):
+    P, H = _dup_pool(rng, np.float64)
+    if ops_name == "torch-cpu":
+        import torch
+
+        ops, P_d, H_d = badge_mod._TorchOps("cpu"), torch.from_numpy(P), torch.from_numpy(H)
+    else:
+        ops, P_d, H_d = badge_mod._CupyOps(np), P, H
+    for s in range(10):
+        got = ops.to_host(badge_mod._run_device(ops, P_d, H_d, 10, np.random.default_rng(s), None))
+        assert_exact(got, badge(P, H, 10, seed=np.random.default_rng(s)), f"seed {s}")
+
+
+def test_badge_rejects_negative_probabilities(rng):
+    P, H = make_inputs(rng, 10, 3, 4, np.float64)
+    P[7, 2] = -0.25
+    with pytest.raises(ValueError, match=r"probs\[7, 2\] = -0.25 is negative"):
+        badge(P, H, 2)
+    ops = badge_mod._CupyOps(np)
+    with pytest.raises(ValueError, match=r"probs\[7, 2\] = -0.25 is negative"):
+        badge_mod._run_device(ops, P, H, 2, np.random.default_rng(0), None)
+
+
+def test_badge_rejects_sparse_input(rng):
+    sp = pytest.importorskip("scipy.sparse")
+    P, H = make_inputs(rng, 10, 3, 4, np.float64)
+    with pytest.raises(TypeError, match=r"sparse input is not supported.*toarray\(\)"):
+        badge(P, sp.csr_matrix(H), 2)

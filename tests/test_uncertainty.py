@@ -226,11 +226,12 @@ def test_top2_f16c_bit_identical_to_software_widening(C):
     bits[3] = 0x7C00  # +Inf row, flagged as bad
     bits[4, C // 2] = 0x7E00  # NaN
     for Q in (bits.view(np.float16), rng.random((700, C)).astype(np.float16)):
-        for parallel in (False, True):
-            pick = (lambda k: k.parallel) if parallel else (lambda k: k.serial)
-            want = _run_f16_kernel(lambda *a, work: pick(unc._top2_kernel_f16)(*a), Q)
-            got = _run_f16_kernel(lambda *a, work: pick(unc._top2_kernel_f16c)(*a), Q)
-            for g, w in zip(got, want):
+        for build in ("serial", "parallel"):
+            sw = getattr(unc._top2_kernel_f16, build)
+            hw = getattr(unc._top2_kernel_f16c, build)
+            want = _run_f16_kernel(lambda *a, work, k=sw: k(*a), Q)
+            got = _run_f16_kernel(lambda *a, work, k=hw: k(*a), Q)
+            for g, w in zip(got, want, strict=True):
                 np.testing.assert_array_equal(g, w)
 
 

@@ -273,3 +273,78 @@ def test_errors_do_not_depend_on_python_optimisation(tmp_path):
 def re_shape(shape) -> str:
     """The regex for ``str(shape)`` (parentheses escaped)."""
     return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel inputs (reliability issue): sparse / object input, bool flags, uint64 indices, overflow
+
+
+def _kernel_calls(arg):
+    """(name, call) for every public kernel with ``arg`` in the array position."""
+    rng = np.random.default_rng(0)
+    P = rng.random((6, 3))
+    s = rng.random(6)
+    return [
+        ("top2_margin", lambda: af.top2_margin(arg)),
+        ("margin", lambda: af.margin(arg)),
+        ("entropy", lambda: af.entropy(arg)),
+        ("least_confidence", lambda: af.least_confidence(arg)),
+        ("alamp_score", lambda: af.alamp_score(arg, s)),
+        ("select_top", lambda: af.select_top(arg, 1)),
+        ("diversify scores", lambda: af.diversify(arg, np.zeros(6, np.int64), 1)),
+        ("diversify classes", lambda: af.diversify(s, arg, 1)),
+        ("kcenter_greedy", lambda: af.kcenter_greedy(arg, [0], 1)),
+        ("kcenter labeled", lambda: af.kcenter_greedy(P, arg, 1)),
+        ("badge probs", lambda: af.badge(arg, P, 1)),
+        ("badge embeddings", lambda: af.badge(P, arg, 1)),
+        ("badge exclude", lambda: af.badge(P, P, 1, exclude=arg)),
+        ("select_top exclude", lambda: af.select_top(s, 1, exclude=arg)),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_input_is_rejected_with_a_conversion_hint(fmt):
+    sp = pytest.importorskip("scipy.sparse")
+    M = sp.random(6, 3, density=0.5, format=fmt, random_state=0)
+    for _name, call in _kernel_calls(M):
+        with pytest.raises(TypeError, match=r"sparse input is not supported.*\.toarray\(\)"):
+            call()
+
+
+def test_zero_d_object_arrays_are_rejected_clearly():
+    class Opaque:  # np.asarray makes a 0-d object array of it
+        pass
+
+    for name, call in _kernel_calls(Opaque()):
+        with pytest.raises(TypeError, match="0-d object array") as info:
+            call()
+        assert "Opaque" in str(info.value), name
+
+
+@pytest.mark.parametrize("bad", ["no", "yes", 1, 0, None, np.int64(1)])
+def test_largest_accepts_only_bool(bad):
+    s = np.array([0.3, 0.1, 0.2])
+    with pytest.raises(TypeError, match="largest must be True or False"):
+        af.select_top(s, 1, largest=bad)
+    with pytest.raises(TypeError, match="largest must be True or False"):
+        af.diversify(s, np.array([0, 1, 0]), 1, largest=bad)
+    assert af.select_top(s, 1, largest=np.bool_(False)).tolist() == [1]
+
+
+def test_uint64_index_beyond_int64_is_reported_exactly():
+    s = np.array([0.3, 0.1, 0.2])
+    with pytest.raises(ValueError, match="holds index 9223372036854775808, out of range"):
+        af.select_top(s, 1, exclude=np.array([2**63], dtype=np.uint64))
+    with pytest.raises(ValueError, match="holds index 18446744073709551615, out of range"):
+        af.kcenter_greedy(np.zeros((3, 2)), np.array([2**64 - 1], dtype=np.uint64), 1)
+    assert af.select_top(s, 1, exclude=np.array([0], dtype=np.uint64)).tolist() == [2]
+
+
+@pytest.mark.parametrize("fn", [af.top2_margin, af.margin])
+def test_float32_margin_overflow_raises(fn):
+    P = np.array([[0.2, 0.7], [3e38, -3e38]], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"probs\[1\]: the top-2 margin .* overflows float32"):
+        fn(P)
+    # float16 widened to float32 cannot overflow; float64 holds the float32 extremes
+    m, _ = af.top2_margin(P.astype(np.float64))
+    assert np.isfinite(m).all()
