@@ -1526,8 +1526,13 @@ class Project:
                 if cost_sensitive is None:
                     counts = np.bincount(y[labeled], minlength=n_classes)
                     cost_sensitive = imbalance_ratio(counts) >= IMBALANCED_IR
+                # rows normalised while read: the classifier does not normalise them again
+                # (as simulate() on unit rows)
                 clf = make_classifier(
-                    settings["classifier"], cost_sensitive=cost_sensitive, random_state=run_seed
+                    settings["classifier"],
+                    cost_sensitive=cost_sensitive,
+                    random_state=run_seed,
+                    prenormalized=bool(settings["normalize"]),
                 )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)

@@ -155,7 +155,9 @@ def test_batch_csv_columns_and_scores(tmp_path, rng):
     # margin sampling: the score is the margin, lowest first, and the predicted class is the
     # argmax of the model trained on the first batch (literal recomputation)
     labeled = first.rows
-    clf = make_classifier("logreg", cost_sensitive=False, random_state=derive_seed(1, 0))
+    # the rows are normalised once, while read (as simulate() treats unit rows)
+    clf = make_classifier("logreg", cost_sensitive=False, random_state=derive_seed(1, 0),
+                          prenormalized=True)
     Xn = l2_normalize(X)
     clf.fit(Xn[labeled], y[labeled])
     probs = np.zeros((X.shape[0], N_CLASSES))
@@ -323,7 +325,8 @@ def test_appended_rows_get_the_margin_fallback(tmp_path, rng):
     # literal reference: retrain, margins by sorting, prev = 1.0 for new rows, rank by score
     labeled = np.concatenate([proj.batch(1).rows, proj.batch(2).rows])
     Xn = l2_normalize(X_big)
-    clf = make_classifier("logreg", cost_sensitive=False, random_state=derive_seed(seed, 0))
+    clf = make_classifier("logreg", cost_sensitive=False, random_state=derive_seed(seed, 0),
+                          prenormalized=True)
     clf.fit(Xn[labeled], y[labeled])
     probs = np.zeros((150 + m, N_CLASSES))
     probs[:, clf.classes_] = clf.predict_proba(Xn)
