@@ -4,13 +4,17 @@ Two kinds of tests:
 
 * CPU-runnable (no GPU, no CuPy needed): streaming chunk planning and the copy/compute pipeline
   on a fake device that defers every asynchronous operation (a missing wait gives wrong
-  results there), the radix-select digit plan and pick rule emulated in numpy, the bucketed
-  diversify host logic run on numpy, the order-key transform; and, where NVRTC is installed,
-  every kernel instantiation compiled by NVRTC.
+  results there; a recycled block and a failing chunk too), the radix-select digit plan and
+  pick rule emulated in numpy, the bucketed diversify host logic run on numpy, the order-key
+  transform; and, where NVRTC is installed (the ``nvidia-cuda-nvrtc`` wheel of the test
+  extra), the loader's exact options, the PTX without flush-to-zero, the compile cache, the
+  ``cuda-warmup`` command and every kernel instantiation compiled.
 * ``@pytest.mark.gpu``: the kernels on a device, compared with the CPU kernels (exactly for
-  margin, least confidence, alamp, select_top, diversify; to rounding for entropy; covering
-  radius for k-center), streamed == in-memory, torch CUDA in -> torch CUDA out. They skip
-  cleanly without CuPy or a GPU.
+  margin, least confidence, alamp, select_top, diversify; to rounding for entropy, whose bits
+  depend only on the row; covering radius and picks for k-center), streamed == in-memory,
+  torch CUDA in -> torch CUDA out, and one test per defect of issue 15. Without a GPU they run
+  on the CUDA emulator (``ALAMP_FAST_CUDA=emulate``, set by ``tests/conftest.py``); they skip
+  cleanly when neither is available.
 """
 
 from __future__ import annotations
