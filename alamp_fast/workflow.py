@@ -1612,6 +1612,43 @@ class Project:
             _write_batch_csv(batch, st, path=Path(os.fspath(out)))
         return batch
 
+    def export_label_studio(self, round_no: int, out) -> Batch:
+        """Write round ``round_no``'s batch as Label Studio tasks (JSON), for its import.
+
+        One task per sample, in rank order: ``data`` holds ``sample_id`` (the project's id;
+        point your labeling config's media at it), ``rank`` and ``round``; one prediction per
+        task carries the sample's acquisition score as ``score`` (so Label Studio's "order by
+        prediction score" serves the batch: descending for alamp / alamp-div, entropy and
+        least confidence, ascending for margin / margin-div, as the ``score`` column of the
+        batch CSV; none for random picks) and the strategy's name as ``model_version``, with no
+        pre-annotation (``result`` empty). Label Studio's JSON export of the annotated tasks is
+        read back by :meth:`label`.
+        """
+        round_no = _check_positive_int("round", round_no)
+        st = self._reload()
+        if round_no > st.n_rounds:
+            raise OptionError(
+                f"{_opt('round', round_no)}: no such round; the project has {st.n_rounds} round(s)"
+            )
+        batch = _batch_from_state(self.path, st, round_no)
+        info = st.meta["rounds"][round_no - 1]
+        version = info.get("strategy") or st.meta["settings"]["strategy"]
+        tasks = []
+        for rank, (sid, score) in enumerate(zip(batch.ids, batch.scores.tolist(), strict=True), 1):
+            pred = {"model_version": version, "result": []}
+            if not np.isnan(score):
+                pred["score"] = float(score)
+            tasks.append(
+                {"data": {"sample_id": sid, "rank": rank, "round": round_no},
+                 "predictions": [pred]}
+            )
+        out = Path(os.path.abspath(os.fspath(out)))
+        if out.is_dir():
+            raise OptionError(f"{_opt('out', out)} is a directory; give a file name")
+        _remove_stale_copies(out)
+        _atomic_write(out, json.dumps(tasks, indent=1).encode("utf-8"))
+        return batch
+
     def export_round(self, round_no: int, out=None) -> Batch:
         """Write the batch CSV of round ``round_no`` again, from the state.
 
@@ -2097,7 +2134,9 @@ class _Records:
     def __init__(self, source, id_column: str, label_column: str):
         self.note = None
         self._file = None
-        if isinstance(source, (str, os.PathLike)):
+        if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(".json"):
+            self._open_label_studio(os.fspath(source), id_column, label_column)
+        elif isinstance(source, (str, os.PathLike)):
             self._open_csv(os.fspath(source), id_column, label_column)
         else:
             self.origin = "labels"
@@ -2182,6 +2221,78 @@ class _Records:
                     f"{self._path} line {line}: label {lab!r} has an empty {self._id_column!r}"
                 )
             yield _csv_unescape(sid), _csv_unescape(lab), line
+
+    # --- Label Studio's JSON export
+
+    def _open_label_studio(self, path: str, id_column: str, label_column: str) -> None:
+        """Tasks of Label Studio's "JSON" export (or "JSON_MIN"): ``(sample id, label)`` each.
+
+        The sample id is the task's ``data.sample_id`` (as :meth:`Project.export_label_studio`
+        writes it), else ``data[id_column]``; the label is the first choice of the task's
+        latest annotation that was not cancelled (none: the task is skipped as blank).
+        JSON_MIN rows hold the data fields and ``label_column`` (the control's name) flat.
+        """
+        self.origin = os.path.basename(path)
+        self._kind = "task"
+        self.empty_message = f"{path} holds no tasks"
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a directory, not a Label Studio export")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file: {path}")
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                tasks = json.load(f)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc})") from None
+        if isinstance(tasks, dict):
+            tasks = [tasks]
+        if not isinstance(tasks, list):
+            raise ValueError(f"{path}: a Label Studio export is a list of tasks")
+        records = []
+        for i, task in enumerate(tasks):
+            if not isinstance(task, dict):
+                raise ValueError(f"{path} task {i}: not a JSON object")
+            full = isinstance(task.get("data"), dict)
+            data = task["data"] if full else task
+            sid = data.get("sample_id")
+            if sid is None and (full or id_column != "id"):  # JSON_MIN's "id": the task's
+                sid = data.get(id_column)
+            if sid is None:
+                raise ValueError(
+                    f"{path} task {i}: no 'sample_id' in its data (its keys are "
+                    f"{', '.join(sorted(map(str, data)))})"
+                )
+            lab = self._ls_label(task, label_column) if full else data.get(label_column, "")
+            if isinstance(lab, list):
+                lab = lab[0] if lab else ""
+            if isinstance(lab, dict):  # JSON_MIN of a taxonomy / nested choice
+                lab = next(iter(lab.values()), "")
+            if not isinstance(lab, str):
+                raise ValueError(f"{path} task {i}: the label {lab!r} is not a class name")
+            records.append((str(sid).strip(), lab.strip(), i))
+        self._iter = iter(records)
+
+    @staticmethod
+    def _ls_label(task: dict, label_column: str) -> str:
+        annotations = [
+            a for a in task.get("annotations") or []
+            if isinstance(a, dict) and not a.get("was_cancelled")
+        ]
+        # the latest annotation wins (Label Studio lists them in creation order)
+        for ann in reversed(annotations):
+            for res in ann.get("result") or []:
+                value = res.get("value") if isinstance(res, dict) else None
+                if not isinstance(value, dict):
+                    continue
+                if res.get("from_name") not in (None, label_column) and len(ann["result"]) > 1:
+                    continue
+                choices = value.get("choices") or value.get("labels") or value.get("taxonomy")
+                if choices:
+                    first = choices[0]
+                    return first[-1] if isinstance(first, list) else first
+        return ""
 
     # --- Python records
 

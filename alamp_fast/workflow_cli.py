@@ -9,6 +9,7 @@ Thin wrappers over :class:`alamp_fast.workflow.Project` (the guide is ``docs/wor
     alamp-fast status -p PROJECT
     alamp-fast export -p PROJECT --round N    # write round N's batch CSV again, from the state
     alamp-fast export -p PROJECT --format csv|parquet|npz --out FILE   # every label received
+    alamp-fast export -p PROJECT --round N --format label-studio --out tasks.json
 
 Errors are one line, ``alamp-fast COMMAND: error: ...``, naming the option and its value; the
 exit status is 2 for a bad option or argument (a value, a path that does not exist) and 1 for
@@ -127,7 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
             "file",
             metavar="FILE.csv",
             help="annotations: a CSV with id and label columns (a batch CSV "
-            "with its label column filled in); empty labels are skipped",
+            "with its label column filled in), or Label Studio's JSON export (.json) of the "
+            "tasks written by export --format label-studio; empty labels are skipped",
         )
         parser.add_argument(
             "--relabel",
@@ -163,7 +165,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
             metavar="FMT",
             help="export every label received: csv, parquet (needs pyarrow) or npz, with the "
             "columns id, label, round (the round whose batch held the sample; 0: not asked "
-            "for), score (its acquisition score in that round) (default: from --out's suffix)",
+            "for), score (its acquisition score in that round) (default: from --out's suffix); "
+            "with --round N: label-studio, the batch as Label Studio tasks (JSON)",
         )
         parser.add_argument("--out", metavar="FILE", help="where to write")
     elif name == "status":
@@ -422,9 +425,19 @@ def _export(args) -> int:
     if args.round is None and args.format is None and args.out is None:
         raise CLIError("give --round N (a batch CSV) or --format/--out (every label received)")
     if args.round is not None:
-        if args.format is not None:
-            raise CLIError("--round writes a batch CSV; it takes no --format")
         round_no = _int("--round", args.round, 1)
+        if args.format is not None and args.format.lower() == "label-studio":
+            if args.out is None:
+                raise CLIError("--format label-studio needs --out FILE.json")
+            proj = Project.open(args.project)
+            batch = proj.export_label_studio(round_no, args.out)
+            print(f"round {batch.round}: {len(batch)} Label Studio tasks written to {args.out}")
+            return 0
+        if args.format is not None:
+            raise CLIError(
+                f"--round writes a batch CSV, or Label Studio tasks with --format label-studio; "
+                f"got --format {args.format}"
+            )
         proj = Project.open(args.project)
         batch = proj.export_round(round_no, out=args.out)
         _note(proj.notes)

@@ -489,3 +489,97 @@ def test_cli_user_errors_are_one_line(tmp_path, rng, capsys):
     assert main(["init", "-p", p, "--pool", str(pool), "--classes", "a,b", "--ids",
                  str(tmp_path / "ids.txt")]) == 2
     assert "holds 29 sample ids but the pool has 30 rows" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def test_export_labels_as_csv_npz_parquet(tmp_path, rng, capsys):
+    X, y, _ = make_pool(rng, n=80)
+    pool = write_pool(tmp_path / "pool.npy", X)
+    proj = Project.init(tmp_path / "p", pool, classes=NAMES, strategy="margin", budget=6,
+                        init=12, classifier="logreg", seed=2)
+    truth = truth_by_id(y)
+    b1 = proj.select()
+    proj.label({i: truth[i] for i in b1.ids})
+    b2 = proj.select()
+    proj.label({i: truth[i] for i in b2.ids[:4]})
+    extra = next(str(i) for i in range(80) if str(i) not in b1.ids + b2.ids)
+    proj.label({extra: truth[extra]}, allow_unrequested=True)  # asked by no batch: round 0
+    labeled = {e["id"]: e["label"] for e in proj.labels()}
+    expect_round = {i: 1 for i in b1.ids} | {i: 2 for i in b2.ids}
+    score_of = dict(zip(b2.ids, b2.scores.tolist(), strict=True))
+
+    def check(ids, labels, rounds, scores):
+        assert sorted(ids, key=int) == list(ids), "rows in pool order"
+        assert dict(zip(ids, labels, strict=True)) == labeled
+        for i, r, sc in zip(ids, rounds, scores, strict=True):
+            assert r == expect_round.get(i, 0)
+            if r == 2:
+                assert abs(float(sc) - score_of[i]) <= 1e-6 * max(1.0, abs(score_of[i]))
+            else:
+                assert np.isnan(float(sc)) if sc != "" else True
+
+    out = tmp_path / "labels.csv"
+    assert main(["export", "-p", str(tmp_path / "p"), "--out", str(out)]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "label", "round", "score"]
+    check([r["id"] for r in rows], [r["label"] for r in rows], [int(r["round"]) for r in rows],
+          [r["score"] for r in rows])
+    npz = tmp_path / "labels.npz"
+    assert proj.export_labels(npz) == len(labeled)
+    with np.load(npz, allow_pickle=False) as t:
+        check(t["id"].tolist(), t["label"].tolist(), t["round"].tolist(), t["score"].tolist())
+    pq = pytest.importorskip("pyarrow.parquet")
+    pqf = tmp_path / "labels.parquet"
+    assert main(["export", "-p", str(tmp_path / "p"), "--format", "parquet", "--out",
+                 str(pqf)]) == 0
+    t = pq.read_table(pqf).to_pydict()
+    check(t["id"], t["label"], t["round"], [np.nan if v is None else v for v in t["score"]])
+    capsys.readouterr()
+    assert main(["export", "-p", str(tmp_path / "p"), "--out", str(tmp_path / "x.xlsx")]) == 2
+    assert "choose csv, parquet or npz" in capsys.readouterr().err
+
+
+def test_label_studio_tasks_out_and_annotations_back(tmp_path, rng):
+    X, y, _ = make_pool(rng, n=80)
+    pool = write_pool(tmp_path / "pool.npy", X)
+    proj = Project.init(tmp_path / "p", pool, classes=NAMES, strategy="alamp", budget=6,
+                        init=12, classifier="logreg", seed=3)
+    truth = truth_by_id(y)
+    proj.label({i: truth[i] for i in proj.select().ids})
+    b2 = proj.select()
+    tasks_path = tmp_path / "tasks.json"
+    assert main(["export", "-p", str(tmp_path / "p"), "--round", "2", "--format",
+                 "label-studio", "--out", str(tasks_path)]) == 0
+    tasks = json.loads(tasks_path.read_text())
+    assert [t["data"]["sample_id"] for t in tasks] == b2.ids
+    assert [t["data"]["rank"] for t in tasks] == list(range(1, 7))
+    for t, score in zip(tasks, b2.scores.tolist(), strict=True):
+        (pred,) = t["predictions"]
+        assert pred["model_version"] == "alamp" and pred["score"] == score
+    # Label Studio's JSON export after annotation: a cancelled and a later annotation
+    exported = []
+    for k, t in enumerate(tasks):
+        sid = t["data"]["sample_id"]
+        anns = [{"was_cancelled": True, "result": [
+            {"from_name": "label", "to_name": "image", "type": "choices",
+             "value": {"choices": [NAMES[0]]}}]}]
+        if k < 5:  # the last task is not annotated yet
+            anns.append({"was_cancelled": False, "result": [
+                {"from_name": "label", "to_name": "image", "type": "choices",
+                 "value": {"choices": [truth[sid]]}}]})
+        exported.append({"id": 100 + k, "data": t["data"], "annotations": anns,
+                         "predictions": t["predictions"]})
+    back = tmp_path / "ls-export.json"
+    back.write_text(json.dumps(exported))
+    rep = Project.open(tmp_path / "p").label(back)
+    assert (rep.new, rep.blank, rep.pending) == (5, 1, 1)
+    # JSON_MIN: flat rows, the control's name as the label key
+    mini = tmp_path / "ls-min.json"
+    mini.write_text(json.dumps([{"id": 7, "sample_id": b2.ids[5], "label": truth[b2.ids[5]]}]))
+    rep = Project.open(tmp_path / "p").label(mini)
+    assert (rep.new, rep.pending) == (1, 0)
+    got = {e["id"]: e["label"] for e in Project.open(tmp_path / "p").labels()}
+    assert all(got[i] == truth[i] for i in b2.ids)
