@@ -684,6 +684,20 @@ def test_row_errors_match_cpu(rng, fn):
 
 @gpu
 @needs_gpu
+def test_unsupported_host_inputs_raise_the_cpu_errors(rng):
+    sparse = pytest.importorskip("scipy.sparse")
+    P = sparse.csr_matrix(rng.random((20, 4)))
+    for fn, args in (("top2_margin", (P,)), ("entropy", (P,)), ("select_top", (P, 2)),
+                     ("kcenter_greedy", (P, [0], 2)), ("top2_margin", (object(),))):
+        with pytest.raises(TypeError) as cpu_err:
+            getattr(af, fn)(*args)
+        with pytest.raises(TypeError) as gpu_err:
+            getattr(af, fn)(*args, device="cuda")
+        assert str(gpu_err.value) == str(cpu_err.value)
+
+
+@gpu
+@needs_gpu
 @pytest.mark.parametrize("prev_dtype", DTYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fused_top2_margin_alamp_equals_cpu(rng, dtype, prev_dtype):
@@ -772,6 +786,9 @@ def test_selection_errors_match_cpu(rng):
         ("select_top", (np.where(np.arange(100) == 9, np.nan, s), 3), {}),
         ("diversify", (s, np.arange(99), 3), {}),
         ("diversify", (s, np.arange(100.0), 3), {}),
+        ("select_top", (s, 3), {"largest": "no"}),
+        ("diversify", (s, np.arange(100), 3), {"largest": 1}),
+        ("select_top", (s, 3), {"exclude": np.array([1, 2**63 + 7], dtype=np.uint64)}),
     ]
 
     def dev(a):

@@ -57,7 +57,11 @@ def float_array(x, name: str, ndim: int, *, allow_int: bool = False):
 def host_float_matrix(x, check) -> np.ndarray:
     """A host 2-D float16/32/64 array for streaming, without copying it (memmaps stay mapped);
     ``check`` (the CPU's validation) runs on a stand-in when shape or dtype are wrong."""
+    if _validate._is_sparse(x):
+        cpu_must_raise(check, x)  # the CPU names the sparse type before converting anything
     arr = np.asarray(x)
+    if arr.dtype == object:
+        cpu_must_raise(check, x)
     if arr.ndim != 2 or arr.dtype not in FLOAT_DTYPES or arr.shape[1] < 2:
         cpu_must_raise(check, stand_in(arr))
     return arr
@@ -97,9 +101,12 @@ def index_array(idx, name: str, n: int):
         return cupy.flatnonzero(idx).astype(np.int64)
     if idx.dtype.kind not in "iu" or idx.ndim != 1:
         cpu_must_raise(_validate.as_index_array, stand_in(idx), name, n)
+    # the range on the original dtype: uint64 beyond 2**63 is reported exactly, as on the CPU
+    lo, hi = (int(v) for v in cupy.stack([idx.min(), idx.max()]).get())
+    if lo < 0 or hi >= n:
+        cpu_must_raise(_validate.as_index_array, idx.get(), name, n)
     arr = idx.astype(np.int64, copy=False)
-    lo, hi = (int(v) for v in cupy.stack([arr.min(), arr.max()]).get())
-    if lo < 0 or hi >= n or int(cupy.bincount(arr, minlength=n).max()) > 1:
+    if int(cupy.bincount(arr, minlength=n).max()) > 1:
         cpu_must_raise(_validate.as_index_array, arr.get(), name, n)
     return cupy.ascontiguousarray(arr)
 

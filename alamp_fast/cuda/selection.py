@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from alamp_fast import _validate
 from alamp_fast import selection as cpu_selection
-from alamp_fast._validate import check_budget, check_finite
+from alamp_fast._validate import check_bool, check_budget, check_finite
 from alamp_fast.cuda import _checks, _kernels
 from alamp_fast.selection import _pass_depth
 
@@ -83,6 +84,7 @@ def _scores(scores):
     import cupy
 
     if not _checks.is_device_array(scores):
+        _validate.reject_unsupported(scores, "scores")
         raw = np.asarray(scores)
         if raw.dtype.kind in "iu" and raw.ndim == 1:
             _check_uint64(raw.dtype, int(raw.max()) if raw.size else 0, raw)
@@ -217,6 +219,7 @@ def select_top(scores, b, *, exclude=None, largest=True):
     """
     import cupy
 
+    largest = check_bool(largest, "largest")
     s = _scores(scores)
     n = s.shape[0]
     keys = _order_keys(s, largest)
@@ -252,6 +255,7 @@ def diversify(scores, pseudo_class, b, *, exclude=None, largest=True):
     """
     import cupy
 
+    largest = check_bool(largest, "largest")
     s = _scores(scores)
     n = s.shape[0]
     keys = _order_keys(s, largest)
