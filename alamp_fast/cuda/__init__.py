@@ -2,8 +2,10 @@
 
 :mod:`alamp_fast._dispatch` sends CuPy arrays, torch CUDA tensors and ``device="cuda"`` calls
 here, through :data:`IMPLS` (public name -> implementation taking and returning CuPy arrays,
-with the signature and semantics of the CPU function). Kernels are the ``kernels/*.cu`` files,
-compiled by NVRTC on first use and cached per device.
+with the signature and semantics of the CPU function). Kernels are the ``kernels/*.cu`` files
+(package data), compiled by NVRTC with exact options on first use, one program per file, into
+a persistent cache (``alamp-fast cuda-warmup`` fills it ahead of time); with
+``ALAMP_FAST_CUDA=emulate`` they run on the CPU in the CUDA emulator instead.
 
 Importing this package imports neither CuPy nor CUDA: ``IMPLS`` and the functions are loaded on
 first access, so its pure-Python parts (:mod:`alamp_fast.cuda._stream`) work and are tested
