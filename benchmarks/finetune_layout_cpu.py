@@ -6,7 +6,7 @@ torch.channels_last)`` with the model converted the same way), which is what a p
 of the NHWC images looks like to torch. This script times one SGD training step (forward,
 cross-entropy, backward, optimiser step) and one eval forward pass in each layout, in the same
 process, alternating the layouts so that a change of machine load hits both, and writes the
-median times and their ratio to ``benchmarks/results/finetune_layout_cpu.json`` with the load
+median wall-clock and process CPU times and their ratios to ``benchmarks/results/finetune_layout_cpu.json`` with the load
 average before and after.
 
     python benchmarks/finetune_layout_cpu.py            # a few seconds per case
@@ -69,12 +69,13 @@ def _time_case(torch, resnet18, batch, side, width, small, layout, repeats, warm
     for name, step in (("train_step", train_step), ("eval_forward", eval_step)):
         for _ in range(warmup):
             step()
-        times = []
+        wall, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
-            times.append(time.perf_counter() - t0)
-        out[name] = times
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        out[name] = (wall, cpu)
     return out
 
 
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
 
     def write(complete: bool):
         result = {
-            "what": "median ms per ResNet-18 training step / eval forward, by input memory layout",
+            "what": "median ms per ResNet-18 training step / eval forward, by input memory layout "
+            "(wall clock; *_cpu: process CPU time, less sensitive to other jobs' load)",
             "command": "python benchmarks/finetune_layout_cpu.py " + " ".join(argv or sys.argv[1:]),
             "complete": complete,
             "machine": {
@@ -127,25 +129,32 @@ def main(argv=None) -> int:
                 got = _time_case(
                     torch, resnet18, batch, side, width, small, layout, args.repeats, args.warmup
                 )
-                for step, times in got.items():
-                    samples[layout].setdefault(step, []).extend(times)
+                for step, (wall, cpu) in got.items():
+                    samples[layout].setdefault(step, {"wall": [], "cpu": []})
+                    samples[layout][step]["wall"].extend(wall)
+                    samples[layout][step]["cpu"].extend(cpu)
         row = {"case": name, "batch": batch, "side": side, "width": width, "small_input": small}
         for step in ("train_step", "eval_forward"):
-            nchw = statistics.median(samples["nchw_contiguous"][step]) * 1e3
-            cl = statistics.median(samples["channels_last"][step]) * 1e3
-            row[step] = {
-                "nchw_contiguous_ms": round(nchw, 3),
-                "channels_last_ms": round(cl, 3),
-                "channels_last_over_nchw": round(cl / nchw, 3),
-            }
+            row[step] = {}
+            for clock in ("wall", "cpu"):
+                nchw = statistics.median(samples["nchw_contiguous"][step][clock]) * 1e3
+                cl = statistics.median(samples["channels_last"][step][clock]) * 1e3
+                suffix = "" if clock == "wall" else "_cpu"
+                row[step].update(
+                    {
+                        f"nchw_contiguous_ms{suffix}": round(nchw, 3),
+                        f"channels_last_ms{suffix}": round(cl, 3),
+                        f"channels_last_over_nchw{suffix}": round(cl / nchw, 3),
+                    }
+                )
         rows.append(row)
+        tr, ev = row["train_step"], row["eval_forward"]
         print(
-            f"{name:28s} train: NCHW {row['train_step']['nchw_contiguous_ms']:8.2f} ms  "
-            f"channels_last {row['train_step']['channels_last_ms']:8.2f} ms "
-            f"(x{row['train_step']['channels_last_over_nchw']:.2f})   eval: NCHW "
-            f"{row['eval_forward']['nchw_contiguous_ms']:8.2f} ms  channels_last "
-            f"{row['eval_forward']['channels_last_ms']:8.2f} ms "
-            f"(x{row['eval_forward']['channels_last_over_nchw']:.2f})",
+            f"{name:28s} train NCHW {tr['nchw_contiguous_ms']:8.2f} ms, channels_last "
+            f"{tr['channels_last_ms']:8.2f} ms (x{tr['channels_last_over_nchw']:.2f}, CPU time "
+            f"x{tr['channels_last_over_nchw_cpu']:.2f}) | eval NCHW {ev['nchw_contiguous_ms']:8.2f}"
+            f" ms, channels_last {ev['channels_last_ms']:8.2f} ms "
+            f"(x{ev['channels_last_over_nchw']:.2f}, CPU time x{ev['channels_last_over_nchw_cpu']:.2f})",
             flush=True,
         )
         write(complete=False)  # a slow machine keeps what it measured
