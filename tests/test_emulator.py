@@ -138,6 +138,14 @@ extern "C" __global__ void vec_load(const float4* in, float* out, double* dsum, 
     dsum[i] = __dadd_rn(__dmul_rn((double)v.x, (double)v.y), (double)__fdiv_rn(v.z, 3.0f));
 }
 
+// reads shared memory it never wrote in this block: garbage on the GPU, not the last block's data
+extern "C" __global__ void stale_shared(unsigned* out) {
+    __shared__ unsigned cell[2];
+    out[blockIdx.x] = cell[0];
+    __syncthreads();
+    cell[0] = 7u;
+}
+
 extern "C" __global__ void ptx_widen(const unsigned short* h, float* f) {
     float v;
     asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(h[threadIdx.x]));
@@ -229,6 +237,12 @@ def test_static_and_dynamic_shared_memory_are_per_block(features, rng):
     want = x.reshape(4, 256)[:, ::-1].ravel()
     assert_exact(out.get(), want, "static __shared__")
     assert_exact(out2.get(), 2 * want, "extern __shared__")
+
+
+def test_shared_memory_starts_as_garbage_in_every_block(features):
+    out = cp.zeros(3, dtype=np.uint32)
+    features.get_function("stale_shared")((3,), (1,), (out,))
+    assert out.get().tolist() == [0xA5A5A5A5] * 3
 
 
 def test_atomics_32_and_64_bit(features):
@@ -539,11 +553,11 @@ def test_out_of_bounds_dynamic_shared_memory(races):
 
 
 @pytest.mark.parametrize("kernel, pattern", [
-    ("shared_race", r"data race \(read after write\) on a __shared__ variable .* between "
+    ("shared_race", r"data race \(read after write\) on __shared__ total, byte 0 .* between "
                     r"thread \(0, 0, 0\) and thread \(1, 0, 0\) with no barrier in between, in "
                     r"block \(0, 0, 0\)"),
     ("global_race", r"data race \(write after write\) on argument 0 \(float32\[64\]\), byte 0 "),
-    ("race_after_reuse", r"data race \(write after write\) on a __shared__ variable"),
+    ("race_after_reuse", r"data race \(write after write\) on __shared__ parts, byte 0 "),
 ])
 def test_data_races_between_barriers_are_reported(races, kernel, pattern):
     out = cp.zeros(64, dtype=np.float32)

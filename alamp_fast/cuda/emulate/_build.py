@@ -122,6 +122,12 @@ _EXTERN_SHARED = re.compile(
     r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?(?P<type>[^;\[\]]+?)\s+"
     r"(?:__align__\s*\(\s*\d+\s*\)\s*)?(?P<name>\w+)\s*\[\s*\]\s*(?:__align__\s*\(\s*\d+\s*\)\s*)?;"
 )
+# a static __shared__ variable: registered with the runtime, which fills it with garbage at the
+# start of every block (as the GPU leaves it) and names it in error messages
+_SHARED_DECL = re.compile(
+    r"(?<![\w\s])(?P<lead>\s*)__shared__\s+(?P<type>[^;{}()=\[\]]+?)\s+(?P<name>[A-Za-z_]\w*)\s*"
+    r"(?P<dims>(?:\[[^\]]*\]\s*)*);"
+)
 _CUDA_INCLUDE = re.compile(
     r'^\s*#\s*include\s*[<"](cuda_runtime\.h|cuda_fp16\.h|cuda\.h|device_launch_parameters\.h|'
     r'cuda_runtime_api\.h|stdint\.h|cstdint)[>"].*$',
@@ -179,6 +185,16 @@ def _rewrite_asm(body: str) -> str:
     return f"({outs[0]} = {PTX[op]}({', '.join(ins)}))"
 
 
+def _register_shared(m: re.Match) -> str:
+    depth = 0
+    for c in m["type"]:  # `__shared__ int a, b;` declares two: left as plain statics
+        depth += (c == "<") - (c == ">")
+        if c == "," and depth == 0:
+            return m.group(0)
+    decl = f"__shared__ {m['type']} {m['name']}{m['dims'].rstrip()};"
+    return f"{m['lead']}{decl} AF_EMU_SHARED_VAR({m['name']})"
+
+
 def transform(code: str) -> str:
     """CUDA C++ -> host C++ for emu.h: dynamic shared arrays, inline PTX, CUDA headers."""
     code = _CUDA_INCLUDE.sub("", code)
@@ -188,6 +204,7 @@ def transform(code: str) -> str:
         f"reinterpret_cast<{m['type']}*>(::af_emu::af_emu_dynamic_smem());",
         code,
     )
+    code = _SHARED_DECL.sub(_register_shared, code)
     out, pos = [], 0
     for m in _ASM.finditer(code):
         if m.start() < pos:

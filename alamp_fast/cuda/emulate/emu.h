@@ -72,6 +72,7 @@ extern "C" unsigned long long af_emu_warp_op(int op, unsigned mask, unsigned lon
 extern "C" int af_emu_barrier(int kind, int pred, int line);
 extern "C" unsigned af_emu_activemask();
 extern "C" void* af_emu_dynamic_smem();
+extern "C" bool af_emu_shared_var(const void* p, unsigned long size, const char* name);
 extern "C" void af_emu_note_atomic(const void* p, int size);
 extern "C" [[noreturn]] void af_emu_trap(const char* what, int line);
 
@@ -123,6 +124,11 @@ template <class T, class F> AF_EMU_NOSAN T atomic_rmw(T* p, F f) {
 // that is one copy per block. _build.py turns `extern __shared__ T name[];` into the per-launch
 // dynamic buffer.
 #define __shared__ static
+#define AF_EMU_CAT2(a, b) a##b
+#define AF_EMU_CAT(a, b) AF_EMU_CAT2(a, b)
+#define AF_EMU_SHARED_VAR(name)                                                                   \
+    [[maybe_unused]] static const bool AF_EMU_CAT(af_emu_shared_, __COUNTER__) =                  \
+        ::af_emu::af_emu_shared_var(&(name), sizeof(name), #name);
 #define __CUDA_ARCH__ 900
 #define __CUDACC_RTC__ 1
 

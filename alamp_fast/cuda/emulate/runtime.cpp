@@ -287,6 +287,30 @@ static inline Thread* cur() { return (Thread*)af_emu_cur; }
 
 extern "C" void* af_emu_dynamic_smem() { return g_dyn_smem.data(); }
 
+// static __shared__ variables (registered once, on first execution of their declaration)
+struct SharedVar {
+    uintptr_t p;
+    size_t n;
+    const char* name;
+};
+static std::vector<SharedVar> g_shared_vars;
+static const unsigned char GARBAGE = 0xA5;  // what a block finds in shared memory it did not write
+
+extern "C" bool af_emu_shared_var(const void* p, unsigned long size, const char* name) {
+    for (const auto& v : g_shared_vars)
+        if (v.p == (uintptr_t)p) return true;
+    g_shared_vars.push_back({(uintptr_t)p, size, name});
+    std::memset(const_cast<void*>(p), GARBAGE, size);
+    return true;
+}
+
+static std::string shared_var_at(uintptr_t a) {
+    for (const auto& v : g_shared_vars)
+        if (a >= v.p && a < v.p + v.n)
+            return std::string("__shared__ ") + v.name + ", byte " + std::to_string(a - v.p);
+    return "";
+}
+
 extern "C" unsigned af_emu_activemask() {
     // lanes of this warp that have not exited (the emulator keeps a warp converged)
     Thread* t = cur();
@@ -610,6 +634,7 @@ static void check_access(const void* p, int size, int write, bool atomic) {
                 mem = "dynamic shared memory, offset " + std::to_string(a + i - s0b);
             for (const auto& seg : g_image)
                 if (a >= seg.first && a < seg.second) mem = "a __shared__ variable";
+            if (!shared_var_at(a + i).empty()) mem = shared_var_at(a + i);
             for (int r = 0; r < g_launch->n_regions; ++r)
                 if (a >= g_launch->regions[2 * r] && a < g_launch->regions[2 * r + 1])
                     mem = std::string(g_launch->region_names[r]) + ", byte " +
@@ -791,6 +816,7 @@ static int run_block() {
         ctx_init(&t.ctx, stack_of(i), STACK_SIZE, fiber_entry);
     }
     for (auto& g : g_wgen) g = 0;
+    for (const auto& v : g_shared_vars) std::memset((void*)v.p, GARBAGE, v.n);
 #if defined(AF_EMU_CHECK)
     g_shadow.clear();
 #endif
@@ -896,7 +922,7 @@ AF_EXPORT int af_emu_launch(const LaunchDesc* L, Invoke invoke, void* fn, void**
     }
     g_dyn_smem_size = L->shared_bytes;
     // dynamic shared memory: 16-byte aligned, with slack the bounds check recognises
-    g_dyn_smem.assign(((L->shared_bytes + 15) / 16) * 16 + 256, (unsigned char)0xA5);
+    g_dyn_smem.assign(((L->shared_bytes + 15) / 16) * 16 + 256, GARBAGE);
     af_emu_grid_dim = {L->grid[0], L->grid[1], L->grid[2]};
     af_emu_block_dim = {L->block[0], L->block[1], L->block[2]};
     g_invoke = invoke;
