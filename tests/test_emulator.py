@@ -797,3 +797,17 @@ def test_package_selection_and_alamp_kernels_are_clean_under_asan():
     """)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "clean"
+
+
+def test_warmup_builds_into_the_cache_once(tmp_path, monkeypatch, capsys):
+    from alamp_fast.cuda.emulate.__main__ import main
+
+    monkeypatch.setenv("ALAMP_FAST_EMULATE_CACHE", str(tmp_path))
+    assert main(["alamp"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("alamp.cu [fast] 2 kernels: ") and str(tmp_path) in first
+    assert len(list(tmp_path.glob("*/kernels.so"))) == 1
+    assert main(["alamp"]) == 0
+    assert capsys.readouterr().out.strip().endswith("(0.0 s)")
+    with pytest.raises(SystemExit):
+        main(["nope"])
