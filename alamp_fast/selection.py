@@ -9,10 +9,9 @@ exactly reproducible across backends.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from alamp_fast._dispatch import dispatch
-from alamp_fast._parallel import twins
 from alamp_fast._validate import (
     as_float_array,
     as_index_array,
@@ -120,58 +119,71 @@ def select_top(scores, b, *, exclude=None, largest=True):
     return sel if cand is None else cand[sel]
 
 
+@njit(inline="always")
+def _worse(key, a, b):
+    """Candidate a ranks after candidate b: larger key, or equal key and larger position."""
+    return key[a] > key[b] or (key[a] == key[b] and a > b)
+
+
+@njit(inline="always")
+def _sift_down(key, heap, o, i, size, item):
+    """Place ``item`` at slot ``i`` of the max-heap ``heap[o:o+size]`` (max = worst)."""
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        child = left
+        if left + 1 < size and _worse(key, heap[o + left + 1], heap[o + left]):
+            child = left + 1
+        if _worse(key, heap[o + child], item):
+            heap[o + i] = heap[o + child]
+            i = child
+        else:
+            break
+    heap[o + i] = item
+
+
+# Plain serial loops over a few flat arrays: they compile in well under a second (a
+# np.partition / argsort-based version took 5-25 s of numba compilation on the first
+# `alamp-fast simulate`), and one pass is as fast as a parallel region at the usual sizes.
 @njit(cache=True)
-def _bucket(codes, n_classes):
-    """Counting sort of candidate positions by class code (stable: index order kept)."""
-    counts = np.zeros(n_classes + 1, dtype=np.int64)
-    for c in codes:
-        counts[c + 1] += 1
-    starts = np.cumsum(counts)
-    fill = starts[:-1].copy()
-    order = np.empty(codes.shape[0], dtype=np.int64)
-    for pos in range(codes.shape[0]):
-        c = codes[pos]
-        order[fill[c]] = pos
-        fill[c] += 1
-    return order, starts
+def _class_heads(key, codes, caps, offsets, out_pos, out_rank):
+    """For each class c, its ``caps[c]`` best positions by (key, position), best first, in
+    ``out_pos[offsets[c]:offsets[c] + caps[c]]`` with their rank 0..caps[c]-1 in ``out_rank``.
 
-
-@twins()
-def _class_heads(key, order, starts, depth, out_offsets, out_pos, out_rank):
-    """For each class, its ``depth`` best members by (key, position), with their rank 0..r-1.
-
-    ``order[starts[c]:starts[c+1]]`` are the class's positions in increasing order, so a stable
-    sort by key breaks ties by position, as the global order does.
+    One pass in position order keeps a bounded max-heap (worst on top) per class, then each
+    heap is sorted in place (heapsort): O(n log depth) time, no extra memory.
     """
-    n_classes = starts.shape[0] - 1
-    for c in prange(n_classes):
-        seg = order[starts[c] : starts[c + 1]]
-        m = seg.shape[0]
-        r = min(m, depth)
-        if r == 0:
+    fill = np.zeros(caps.shape[0], dtype=np.int64)
+    for p in range(key.shape[0]):
+        c = codes[p]
+        cap = caps[c]
+        if cap == 0:
             continue
-        k = key[seg]
-        if r < m:
-            kth = np.partition(k.copy(), r - 1)[r - 1]
-            pick = np.empty(r, dtype=np.int64)
-            cnt = 0
-            for q in range(m):
-                if k[q] < kth:
-                    pick[cnt] = q
-                    cnt += 1
-            for q in range(m):
-                if cnt == r:
+        o = offsets[c]
+        f = fill[c]
+        if f < cap:
+            i = f  # sift up
+            while i > 0:
+                parent = (i - 1) >> 1
+                q = out_pos[o + parent]
+                if _worse(key, p, q):
+                    out_pos[o + i] = q
+                    i = parent
+                else:
                     break
-                if k[q] == kth:
-                    pick[cnt] = q
-                    cnt += 1
-            pick.sort()  # back to position order so the stable sort below keeps the tie rule
-            seg = seg[pick]
-            k = k[pick]
-        srt = np.argsort(k, kind="mergesort")
-        o = out_offsets[c]
-        for q in range(r):
-            out_pos[o + q] = seg[srt[q]]
+            out_pos[o + i] = p
+            fill[c] = f + 1
+        elif _worse(key, out_pos[o], p):  # better than the worst kept: replace it
+            _sift_down(key, out_pos, o, 0, cap, p)
+    for c in range(caps.shape[0]):
+        cap = caps[c]
+        o = offsets[c]
+        for end in range(cap - 1, 0, -1):
+            top = out_pos[o]
+            _sift_down(key, out_pos, o, 0, end, out_pos[o + end])
+            out_pos[o + end] = top
+        for q in range(cap):
             out_rank[o + q] = q
 
 
@@ -194,9 +206,9 @@ def diversify(scores, pseudo_class, b, *, exclude=None, largest=True):
     Walk the candidates in :func:`select_top` order in passes; each pass takes the first
     not-yet-taken sample of every pseudo-class, until ``b`` samples are taken. Pass ``r``
     therefore takes exactly the candidates whose rank within their pseudo-class is ``r``, in
-    global order, which is how it is computed here: bucket by class, keep each class's best
-    ``R`` members (``R`` = number of passes needed), order by (rank, score, index). Cost
-    O(n + b log b) for bounded classes, O(n log n) at worst; no pass over the pool per round.
+    global order, which is how it is computed here: one pass keeps each class's best ``R``
+    members in a bounded heap (``R`` = number of passes needed), then order by (rank, score,
+    index). Cost O(n log R + b log b); no pass over the pool per round.
 
     Parameters
     ----------
@@ -238,14 +250,14 @@ def diversify(scores, pseudo_class, b, *, exclude=None, largest=True):
     else:
         uniq, codes = np.unique(pc, return_inverse=True)
         n_classes = uniq.shape[0]
-    order, starts = _bucket(codes, n_classes)
-    counts = np.diff(starts)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    counts = np.bincount(codes, minlength=n_classes)
     depth = _pass_depth(counts, b)
-    taken = np.minimum(counts, depth)
+    taken = np.minimum(counts, depth).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(taken)[:-1]]).astype(np.int64)
     total = int(taken.sum())
     pos = np.empty(total, dtype=np.int64)
     rank = np.empty(total, dtype=np.int64)
-    _class_heads(key, order, starts, depth, offsets, pos, rank, work=key.size)
+    _class_heads(np.ascontiguousarray(key), codes, taken, offsets, pos, rank)
     sel = pos[np.lexsort((pos, key[pos], rank))[:b]]
     return sel if cand is None else cand[sel]
