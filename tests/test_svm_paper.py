@@ -206,3 +206,15 @@ def test_paper_matches_sklearn_on_caltech_subsample(data_dir, record_property):
     assert ours.C_ == best, (ours.cv_scores_.mean(axis=1), ref_scores)
     np.testing.assert_allclose(ours.cv_scores_.mean(axis=1), ref_scores, atol=1e-12)
     assert abs(acc - acc_ref) <= 0.005, f"accuracy {acc:.4f} vs sklearn {acc_ref:.4f}"
+
+
+def test_refit_with_the_other_loss_replaces_the_model():
+    X, y = load_iris(return_X_y=True)
+    clf = SVCCV(kernel="rbf", loss="hinge", calibration="platt", Cs=[1.0]).fit(X, y)
+    assert hasattr(clf, "libsvm_") and hasattr(clf, "platt_")
+    clf.set_params(loss="squared_hinge", calibration="temperature").fit(X, y)
+    assert not hasattr(clf, "libsvm_") and not hasattr(clf, "platt_")
+    same = SVCCV(kernel="rbf", Cs=[1.0]).fit(X, y)
+    np.testing.assert_allclose(clf.decision_function(X), same.decision_function(X))
+    clf.set_params(loss="hinge", calibration="platt").fit(X, y)
+    assert not hasattr(clf, "dual_coef_") and not hasattr(clf, "temperature_")

@@ -195,7 +195,7 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
         """Public coefficients from the full-data solution ``W_full`` (rank, n_cols)."""
         coef = xp.to_numpy(fmap.proj @ W_full).astype(self._dtype).T  # (n_cols, d+1 or n)
         # a refit with the other kernel must not leave the previous kernel's attributes
-        for name in ("coef_", "dual_coef_", "X_fit_"):
+        for name in ("coef_", "dual_coef_", "X_fit_", "libsvm_", "n_fit_"):
             self.__dict__.pop(name, None)
         if self.kernel == "linear":
             self.coef_ = np.ascontiguousarray(coef[:, :-1])
