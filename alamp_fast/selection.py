@@ -119,13 +119,13 @@ def select_top(scores, b, *, exclude=None, largest=True):
     return sel if cand is None else cand[sel]
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _worse(key, a, b):
     """Candidate a ranks after candidate b: larger key, or equal key and larger position."""
     return key[a] > key[b] or (key[a] == key[b] and a > b)
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _sift_down(key, heap, o, i, size, item):
     """Place ``item`` at slot ``i`` of the max-heap ``heap[o:o+size]`` (max = worst)."""
     while True:
