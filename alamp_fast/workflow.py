@@ -525,6 +525,7 @@ def _load_pool(
     hash_rows: int | None = None,
     option: str = "pool file",
     moved: bool = True,
+    known_sha: str | None = None,
 ) -> _PoolData:
     """Read a pool file once: float32 features, row-normalised if asked, and their sha256.
 
@@ -588,9 +589,12 @@ def _load_pool(
                         raw = np.empty((z - a, d), dtype=dtype)
                         _readinto_exact(f, memoryview(raw).cast("B"), path, offset + nbytes)
                         part[...] = raw
-                h.update(part)
+                if known_sha is None:
+                    h.update(part)
                 if normalize:
                     part[...] = l2_normalize(part)
+            if known_sha is not None:  # the same file as verified before (see Project._pool)
+                return _PoolData(X, known_sha, known_sha)
             sha_all = h.hexdigest()
             return _PoolData(X, sha_all if sha_first is None else sha_first, sha_all)
     import zipfile
@@ -614,6 +618,23 @@ def _load_pool(
     if normalize:
         X = l2_normalize(X)
     return _PoolData(X, sha_first, h.hexdigest())
+
+
+def _file_signature(path: str, option: str = "pool file") -> dict | None:
+    """What identifies the file's current content cheaply, or None within 2 s of a write."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise _missing_pool(path, option, True) from None
+    if time.time() - st.st_mtime < 2.0:
+        return None
+    return {
+        "size": st.st_size,
+        "ino": st.st_ino,
+        "dev": st.st_dev,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+    }
 
 
 def _read_features(path: str) -> np.ndarray:
@@ -1100,7 +1121,9 @@ class Project:
         }
         strat = _make_strategy(settings)
 
-        X = _load_pool(pool, option=_opt("pool"), moved=False).X
+        signature = _file_signature(pool) if os.path.isfile(pool) else None  # before the read
+        pool_data = _load_pool(pool, option=_opt("pool"), moved=False)
+        X = pool_data.X
         if ids is not None:
             ids_source = {
                 "kind": "file",
@@ -1152,8 +1175,9 @@ class Project:
                     "path": pool,
                     "n_rows": int(X.shape[0]),
                     "n_features": int(X.shape[1]),
-                    "sha256": _features_sha256(X, X.shape[0]).hexdigest(),
+                    "sha256": pool_data.sha_all,
                     "ids": ids_source,
+                    **({"signature": signature} if signature else {}),
                 },
                 "rounds": [],
                 "ingests": [],
@@ -1262,18 +1286,39 @@ class Project:
 
     # --- the pool
 
-    def _pool(self, st: _State, normalize: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    def _pool(
+        self, st: _State, normalize: bool = False, features: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray, dict]:
         """Features and ids of the pool file, checked against the state; the updated pool meta.
 
         The file is read once (:func:`_load_pool`), and normalised while read if
         ``normalize``. Rows appended since the state was written are accepted (their count is
         in the returned meta's ``n_rows``); any other change raises :class:`PoolChangedError`.
+
+        The sha256 of the features is computed at ``init`` and checked while the file is read;
+        it is not computed again while the file's signature (size, inode, mtime and ctime in
+        ns) is the one recorded when it last matched: then a round that needs no features
+        (``features=False``: the random ones) reads none, and the others skip the hashing.
+        A signature is only recorded for a file last modified more than 2 s before it was
+        taken, so a write in the same clock tick cannot go unseen.
         """
         meta = dict(st.meta["pool"])
         path = self._pool_override or meta["path"]
         n_old = meta["n_rows"]
         option = "--pool" if (self._pool_override and CLI_MESSAGES.get()) else "pool file"
-        data = _load_pool(path, normalize=normalize, hash_rows=n_old, option=option)
+        sig = _file_signature(path, option)
+        trusted = sig is not None and sig == meta.get("signature")
+        if trusted and not features:
+            ids = _read_ids(meta["ids"], path, n_old)
+            if not np.array_equal(ids, st.ids):
+                trusted = False  # an ids file that changed: the full check below says how
+            else:
+                meta.update(path=path)
+                return None, ids, meta
+        data = _load_pool(
+            path, normalize=normalize, hash_rows=n_old, option=option,
+            known_sha=meta["sha256"] if trusted else None,
+        )
         X = data.X
         if X.shape[1] != meta["n_features"]:
             raise PoolChangedError(
@@ -1300,6 +1345,10 @@ class Project:
                 f"of {meta['sha256'][:12]}...); restore the file or start a new project"
             )
         meta.update(path=path, n_rows=int(X.shape[0]), sha256=data.sha_all)
+        if sig is not None:
+            meta["signature"] = sig
+        else:
+            meta.pop("signature", None)
         return X, ids, meta
 
     def check_pool(self) -> None:
@@ -1481,11 +1530,16 @@ class Project:
                         f"them, or select with {_opt('allow_partial', True)} to start "
                         f"round {last + 1} without them"
                     )
-            X, ids, pool_meta = self._pool(st, normalize=settings["normalize"])
+            # a random round (nothing or one class labeled) needs no feature at all
+            y_now = st.current_labels()
+            needs_model = np.unique(y_now[y_now >= 0]).size >= 2
+            X, ids, pool_meta = self._pool(
+                st, normalize=settings["normalize"], features=needs_model
+            )
             n_grown = pool_meta["n_rows"] - st.n_pool
             st.ids = ids
             st.meta["pool"] = pool_meta
-            n_pool = X.shape[0]
+            n_pool = pool_meta["n_rows"]
             classes = st.meta["classes"]
             n_classes = len(classes)
             y = st.current_labels(n_pool)
@@ -1551,9 +1605,12 @@ class Project:
                         features=X_work,
                     )
                     picks = np.asarray(res, dtype=np.int64)
-                    # the strategy's own ranking values, computed once by its query
+                    # the strategy's own values, computed once by its query
                     ranking = res.scores if strategy.name in _RANKED else None
-                    margin_all, top_all = af.top2_margin(probs)
+                    if res.margin is not None and res.top_class is not None:
+                        margin_all, top_all = res.margin, res.top_class
+                    else:
+                        margin_all, top_all = af.top2_margin(probs)
                     return (picks, *_batch_rows(picks, margin_all, top_all, ranking))
 
                 if client is None:

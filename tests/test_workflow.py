@@ -20,7 +20,7 @@ from alamp_fast.cli import main
 from alamp_fast.datasets import l2_normalize, load_features
 from alamp_fast.protocol import derive_seed, make_classifier, simulate
 from alamp_fast.strategies import STRATEGIES
-from alamp_fast.workflow import STATE_FILE, Project
+from alamp_fast.workflow import STATE_FILE, PoolChangedError, Project
 
 N_CLASSES = 5
 NAMES = [f"c{i}" for i in range(N_CLASSES)]
@@ -583,3 +583,46 @@ def test_label_studio_tasks_out_and_annotations_back(tmp_path, rng):
     assert (rep.new, rep.pending) == (1, 0)
     got = {e["id"]: e["label"] for e in Project.open(tmp_path / "p").labels()}
     assert all(got[i] == truth[i] for i in b2.ids)
+
+
+# ----------------------------------------------------------------------------- round costs
+
+
+def test_random_rounds_read_no_features_and_the_hash_is_not_recomputed(
+    tmp_path, rng, monkeypatch
+):
+    import os
+    import time
+
+    import alamp_fast.workflow as wf
+
+    X, y, _ = make_pool(rng, n=90)
+    pool = write_pool(tmp_path / "pool.npy", X)
+    old = time.time() - 3600
+    os.utime(pool, (old, old))  # a pool written long ago (a fresh write is always re-hashed)
+    time.sleep(0)
+    proj = Project.init(tmp_path / "p", pool, classes=NAMES, budget=10, classifier="logreg",
+                        seed=4)
+    truth = truth_by_id(y)
+    reads = []
+    real = wf._load_pool
+
+    def counting(path, **kw):
+        reads.append(kw.get("known_sha") is not None)
+        return real(path, **kw)
+
+    monkeypatch.setattr(wf, "_load_pool", counting)
+    b1 = proj.select()  # random: the pool's features are not read
+    assert reads == [], reads
+    proj.label({i: truth[i] for i in b1.ids})
+    proj.select()  # a strategy round reads them once, without hashing them again
+    assert reads == [True], reads
+    # an edit the signature sees (size and content unchanged, mtime moved) is re-hashed
+    monkeypatch.undo()
+    proj.label({i: truth[i] for i in proj.batch(2).ids})
+    X2 = X.copy()
+    X2[5, 0] += 1
+    write_pool(pool, X2)
+    os.utime(pool, (old + 1, old + 1))
+    with pytest.raises(PoolChangedError, match="features of its first 90 rows differ"):
+        proj.select()
