@@ -71,8 +71,24 @@ def versions(_args) -> int:
         doc["torch_cuda"] = bool(torch.cuda.is_available())
     except ImportError:
         doc["torch"] = None
+    # what the later steps import: a missing one is named here, before a step fails on it
+    import importlib.metadata as md
+
     from alamp_fast.cuda.bench import card_name
 
+    needed = {"pytest": "pytest", "hypothesis": "hypothesis", "numba": "numba",
+              "scipy": "scipy", "scikit-learn": "sklearn", "tqdm": "tqdm",
+              "pytest-xdist": "xdist"}
+    doc["modules"] = {}
+    for dist, module in needed.items():
+        try:
+            importlib.import_module(module)
+            doc["modules"][dist] = md.version(dist)
+        except Exception:  # missing, or broken on import
+            doc["modules"][dist] = None
+    missing = [d for d, v in doc["modules"].items() if v is None and d != "pytest-xdist"]
+    if missing:
+        print(f"MISSING for the test steps: {', '.join(missing)}", file=sys.stderr)
     doc["card"] = card_name(doc.get("device", "unknown"))
     _write("versions", doc)
     print(json.dumps(doc, indent=1, default=str))
