@@ -10,25 +10,31 @@ The same operations are the ``alamp-fast init / select / label / status`` comman
 The project directory
 ---------------------
 ``state.npz``
-    The whole state, one file: settings, class names, the pool reference (path, row count,
-    sha256 of the features, where the sample ids come from), the sample ids, every label
+    The whole state, one file: the project id, settings, class names, the pool reference
+    (path, row count, sha256 of the features, the file's signature when the hash last matched,
+    where the sample ids come from), the sample ids, every label
     received (sample row, class, round, time, relabel flag), every batch selected (rows,
     scores, margins, predicted classes), the strategy's state (alamp's previous margin and top
     class per pool row, via :meth:`~alamp_fast.strategies.Strategy.state_dict`) and the history
     of rounds and ingests. A numpy ``.npz`` without pickles; the JSON part is the ``meta`` entry.
 ``batches/round-NNN.csv``
     The batch of round NNN, derived from ``state.npz`` (rewritten by ``select`` if missing).
+``project.json``
+    The project's identity (its id, creation time, pool): a ``state.npz`` whose id differs,
+    another project's copied in, is refused (:class:`ForeignStateError`).
 ``lock``
     Who holds the project (pid, host, command, start time) while an operation runs.
 
 Crash safety
 ------------
-Every write goes to a temporary file in the same directory, is fsynced, renamed over the
-target (atomic on POSIX) and the directory is fsynced. The state is a *single* file, so a
+Every write goes to a temporary file in the same directory (created ``O_EXCL | O_NOFOLLOW``:
+never through a planted symlink), is fsynced, renamed over the target (atomic on POSIX) and
+the directory is fsynced. The state is a *single* file, so a
 commit is a single rename: a crash at any point leaves the old state or the new one, never a
 mix. The batch CSV is written after the state commit and is a pure function of the state; if a
-crash loses it, the next ``select`` writes it again (and does not start a new round while that
-batch has no label). Labels are idempotent: ingesting a file twice, e.g. again after a crash,
+crash loses it, the next ``select`` writes it again, whatever its options (``--budget`` of
+the same size, ``--allow-partial``): a round without any label is never followed by another,
+so every round is delivered once. :meth:`Project.export_round` rewrites any round's CSV. Labels are idempotent: ingesting a file twice, e.g. again after a crash,
 adds nothing the second time. A process killed at any point can therefore be resumed by
 re-running the command it was running.
 
@@ -36,9 +42,16 @@ For the fault-injection tests, ``ALAMP_FAST_FAULT=<point>`` (one of :data:`FAULT
 the process abort with ``os._exit(FAULT_EXIT_CODE)`` at that point: no ``finally`` block, no
 flush, as if it were killed.
 
-Two processes on one project are refused: each operation takes an exclusive ``flock`` on
-``lock`` and writes its pid there. The kernel drops the lock when its process dies, so a lock
-left by a killed process (a dead pid in the file) is simply taken over, with a note.
+Two processes on one project are refused: each operation takes an exclusive ``flock`` on the
+project directory (deleting the ``lock`` file lets nobody in) and writes its pid to ``lock``.
+The kernel drops the lock when its process dies, so a record left by a killed process is
+stale: the next operation takes it over, with a note, and :meth:`Project.status` reports and
+clears it.
+
+The pool file is read once per round, block by block, after its size was checked against its
+``.npy`` header (a truncated file fails with one line, never a wrong row or a SIGBUS), and
+normalised while read. On a Dask cluster, a round whose workers are lost is retried
+(:data:`CLUSTER_ATTEMPTS`), else :class:`ClusterError` with nothing written.
 
 Reproducibility
 ---------------
