@@ -285,3 +285,28 @@ def test_kcenter_property_state_sequence_equals_reference(pool, offset):
         lab += got.tolist()
         if k == 0 or len(lab) == X.shape[0]:
             break
+
+
+# ---------------------------------------------------------------------------------------------
+# optional FAISS backend
+
+
+def test_faiss_backend_flat_and_hnsw(rng):
+    pytest.importorskip("faiss")
+    from alamp_fast.coreset_faiss import covering_radius, kcenter_greedy_faiss
+
+    X = rng.standard_normal((2000, 16)).astype(np.float32)
+    labeled = rng.choice(2000, 30, replace=False)
+    exact = af.kcenter_greedy(X, labeled, 40)
+    # well-separated random data: float32 rounding decides no pick
+    assert_exact(kcenter_greedy_faiss(X, labeled, 40), exact, "faiss flat")
+    approx = kcenter_greedy_faiss(X, labeled, 40, index="hnsw")
+    assert len(set(approx.tolist()) | set(labeled.tolist())) == 70
+    r_exact = covering_radius(X, np.r_[labeled, exact])
+    r_approx = covering_radius(X, np.r_[labeled, approx])
+    # greedy is a 2-approximation: an approximate run stays within a factor 2 of it
+    assert r_approx <= 2 * r_exact
+    assert_exact(kcenter_greedy_faiss(X, [], 3), af.kcenter_greedy(X, [], 3), "no labeled")
+    assert kcenter_greedy_faiss(X, labeled, 0).size == 0
+    with pytest.raises(ValueError, match="index must be"):
+        kcenter_greedy_faiss(X, labeled, 1, index="ivf")
