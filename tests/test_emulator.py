@@ -811,3 +811,27 @@ def test_warmup_builds_into_the_cache_once(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip().endswith("(0.0 s)")
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+def test_fiber_stack_overflow_is_named_and_the_stack_size_configurable():
+    code = """
+        import numpy as np
+        from alamp_fast.cuda import emulate
+        cp = emulate.cupy()
+        k = cp.RawModule(code=r'''
+        extern "C" __global__ void big_frame(float* out, int n) {
+            volatile float local[40000];   // 160 KB of locals
+            for (int i = 0; i < n; ++i) local[i] = i;
+            out[threadIdx.x] = local[n - 1];
+        }''').get_function("big_frame")
+        out = cp.zeros(32, dtype=np.float32)
+        k((1,), (32,), (out, np.int32(40000)))
+        print(out.get()[31])
+    """
+    crash = _run(code)
+    assert crash.returncode != 0
+    assert ("alamp_fast CUDA emulator: stack overflow in kernel big_frame, block (0, 0, 0), "
+            "thread (0, 0, 0) (fiber stacks are 64 KiB; set ALAMP_FAST_EMULATE_STACK_KB)"
+            in crash.stderr), crash.stderr[-2000:]
+    ok = _run(code, ALAMP_FAST_EMULATE_STACK_KB="256")
+    assert ok.returncode == 0 and ok.stdout.strip() == "39999.0", ok.stderr[-2000:]

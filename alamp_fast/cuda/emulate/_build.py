@@ -44,6 +44,7 @@ _COMMON = (
     "-fno-fast-math",
     "-Wno-unknown-pragmas",
     "-Wno-attributes",
+    "-fstack-clash-protection",  # a large frame probes each page: overflows hit the guard page
 )
 _MODE_FLAGS = {
     "fast": ("-O2", "-fsanitize=alignment,null", "-DAF_EMU_STACK_KB=64"),

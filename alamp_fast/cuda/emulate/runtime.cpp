@@ -21,6 +21,7 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -215,25 +216,68 @@ static unsigned g_epoch = 0;
 static std::vector<unsigned> g_wgen;
 
 // stacks: one mapping, a guard page under each stack
-static const size_t STACK_SIZE = (size_t)AF_EMU_STACK_KB << 10;
+// fiber stacks: one mapping, a guard page under each stack; the size (KiB) from
+// $ALAMP_FAST_EMULATE_STACK_KB, default AF_EMU_STACK_KB
+static size_t STACK_SIZE = 0;
 static const size_t PAGE = 4096;
 static char* g_stacks = nullptr;
 static size_t g_stack_slots = 0;
 static uintptr_t g_stack_lo = 0, g_stack_hi = 0;
+static const size_t MAX_THREADS = 1024;
+
+static std::string where(const Thread* t);
+static struct sigaction g_prev_segv;
+
+// a fault in a guard page is a fiber's stack overflow: say which kernel, block and thread
+static void on_segv(int sig, siginfo_t* info, void*) {
+    const uintptr_t a = (uintptr_t)info->si_addr;
+    if (g_in_kernel && a >= g_stack_lo && a < g_stack_hi &&
+        (a - g_stack_lo) % (STACK_SIZE + PAGE) < PAGE) {
+        char buf[512];
+        const int n = std::snprintf(
+            buf, sizeof buf,
+            "alamp_fast CUDA emulator: stack overflow in kernel %s, %s (fiber stacks are %zu KiB; "
+            "set ALAMP_FAST_EMULATE_STACK_KB)\n",
+            g_launch ? g_launch->name : "?", af_emu_cur ? where((Thread*)af_emu_cur).c_str() : "?",
+            STACK_SIZE >> 10);
+        if (n > 0) (void)!write(2, buf, (size_t)n);
+    }
+    // hand the fault to whoever handled it before (Python's faulthandler): returning re-runs
+    // the faulting instruction under that handler
+    sigaction(sig, &g_prev_segv, nullptr);
+}
 
 static bool ensure_stacks(int n) {
     if ((size_t)n <= g_stack_slots) return true;
+    if (!STACK_SIZE) {
+        const char* env = std::getenv("ALAMP_FAST_EMULATE_STACK_KB");
+        long kb = env ? std::strtol(env, nullptr, 10) : 0;
+        if (kb < 16) kb = AF_EMU_STACK_KB;
+        STACK_SIZE = (((size_t)kb << 10) + PAGE - 1) / PAGE * PAGE;
+#if !defined(AF_EMU_ASAN)
+        // the handler runs on its own stack (the faulting one is full)
+        static char altstack[64 << 10];
+        stack_t ss = {};
+        ss.ss_sp = altstack;
+        ss.ss_size = sizeof altstack;
+        if (sigaction(SIGSEGV, nullptr, &g_prev_segv) == 0 && sigaltstack(&ss, nullptr) == 0) {
+            struct sigaction sa = {};
+            sa.sa_sigaction = on_segv;
+            sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGSEGV, &sa, nullptr);
+        }
+#endif
+    }
     const size_t slot = STACK_SIZE + PAGE;
-    const size_t want = 1024;
-    void* p = mmap(nullptr, slot * want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void* p = mmap(nullptr, slot * MAX_THREADS, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return false;
-    for (size_t i = 0; i < want; ++i) mprotect((char*)p + i * slot, PAGE, PROT_NONE);
-    if (g_stacks) munmap(g_stacks, slot * g_stack_slots);
+    for (size_t i = 0; i < MAX_THREADS; ++i) mprotect((char*)p + i * slot, PAGE, PROT_NONE);
     g_stacks = (char*)p;
-    g_stack_slots = want;
+    g_stack_slots = MAX_THREADS;
     g_stack_lo = (uintptr_t)p;
-    g_stack_hi = (uintptr_t)p + slot * want;
+    g_stack_hi = (uintptr_t)p + slot * MAX_THREADS;
     return true;
 }
 static char* stack_of(int i) { return g_stacks + (size_t)i * (STACK_SIZE + PAGE) + PAGE; }
