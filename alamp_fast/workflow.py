@@ -424,8 +424,16 @@ class _ProjectLock:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
+    #: Seconds a command waits for a lock held for an instant (``status`` clearing a stale
+    #: record) before it reports the project in use.
+    WAIT = 0.5
+
     def __enter__(self) -> _ProjectLock:
+        deadline = time.monotonic() + self.WAIT
         fd = self.try_lock(self.directory)
+        while fd is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            fd = self.try_lock(self.directory)
         if fd is None:
             raise ProjectLockedError(
                 f"project {self.directory} is in use by "
