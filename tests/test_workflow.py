@@ -626,3 +626,27 @@ def test_random_rounds_read_no_features_and_the_hash_is_not_recomputed(
     os.utime(pool, (old + 1, old + 1))
     with pytest.raises(PoolChangedError, match="features of its first 90 rows differ"):
         proj.select()
+
+
+@pytest.mark.parametrize("strategy", ["alamp", "margin", "entropy"])
+def test_a_round_scores_the_pool_once(tmp_path, rng, monkeypatch, strategy):
+    from alamp_fast.protocol import SoftmaxLinearSVC
+
+    n = 600
+    X, y, _ = make_pool(rng, n=n)
+    pool = write_pool(tmp_path / "pool.npy", X)
+    proj = Project.init(tmp_path / "p", pool, classes=NAMES, strategy=strategy, budget=10,
+                        init=30, seed=6)
+    truth = truth_by_id(y)
+    proj.label({i: truth[i] for i in proj.select().ids})
+    calls = []
+    real = SoftmaxLinearSVC.decision_function
+
+    def counted(self, X):
+        calls.append(X.shape[0])
+        return real(self, X)
+
+    monkeypatch.setattr(SoftmaxLinearSVC, "decision_function", counted)
+    batch = proj.select()
+    assert batch.kind == "strategy"
+    assert calls.count(n) == 1, f"the pool was scored {calls.count(n)} times: {calls}"
