@@ -835,3 +835,11 @@ def test_fiber_stack_overflow_is_named_and_the_stack_size_configurable():
             in crash.stderr), crash.stderr[-2000:]
     ok = _run(code, ALAMP_FAST_EMULATE_STACK_KB="256")
     assert ok.returncode == 0 and ok.stdout.strip() == "39999.0", ok.stderr[-2000:]
+
+
+def test_unusable_cache_folder_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("ALAMP_FAST_EMULATE_CACHE", str(blocker / "cache"))  # cannot be made
+    root = _build.cache_root()
+    assert root.name.startswith("alamp_fast-emulate-") and os.access(root, os.W_OK)

@@ -109,11 +109,22 @@ def mode() -> str:
 
 
 def cache_root() -> Path:
+    """Where compiled kernels are kept; a per-user temporary folder when that is not writable."""
     env = os.environ.get("ALAMP_FAST_EMULATE_CACHE")
     if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "alamp_fast" / "emulate"
+        root = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(base) / "alamp_fast" / "emulate"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK):
+            return root
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"alamp_fast-emulate-{os.getuid()}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
 
 
 # ---------------------------------------------------------------------------------------------
