@@ -843,3 +843,15 @@ def test_unusable_cache_folder_falls_back_to_a_temporary_folder(tmp_path, monkey
     monkeypatch.setenv("ALAMP_FAST_EMULATE_CACHE", str(blocker / "cache"))  # cannot be made
     root = _build.cache_root()
     assert root.name.startswith("alamp_fast-emulate-") and os.access(root, os.W_OK)
+
+
+def test_without_a_gpu_the_cupy_backend_runs_on_the_emulator_not_skipped():
+    # the guard against GPU tests silently skipping in CI (tests/conftest.py's switch)
+    from conftest import _cuda_skip_reason, _real_gpu_present
+
+    if _real_gpu_present() or os.environ.get("ALAMP_FAST_CUDA") != "emulate":
+        pytest.skip("a GPU is present or ALAMP_FAST_CUDA was set by the caller")
+    assert _cuda_skip_reason("cupy") is None
+    import cupy
+
+    assert cupy is cp and emulate.active()
