@@ -138,6 +138,20 @@ extern "C" __global__ void vec_load(const float4* in, float* out, double* dsum, 
     dsum[i] = __dadd_rn(__dmul_rn((double)v.x, (double)v.y), (double)__fdiv_rn(v.z, 3.0f));
 }
 
+extern "C" __global__ void conversions(const float* x, const unsigned* u, long long* out) {
+    const int i = threadIdx.x;
+    out[8 * i + 0] = __float2int_rn(x[i]);
+    out[8 * i + 1] = __float2ll_rn(x[i] * 1e6f);
+    out[8 * i + 2] = __double2int_rn((double)x[i]);
+    out[8 * i + 3] = __funnelshift_l(u[i], u[i + 1], u[i + 2]);
+    out[8 * i + 4] = __funnelshift_r(u[i], u[i + 1], u[i + 2]);
+    out[8 * i + 5] = __funnelshift_lc(u[i], u[i + 1], u[i + 2] % 40u);
+    out[8 * i + 6] = __funnelshift_rc(u[i], u[i + 1], u[i + 2] % 40u);
+    const long long t0 = clock64();
+    __nanosleep(10);
+    out[8 * i + 7] = clock64() >= t0;
+}
+
 // reads shared memory it never wrote in this block: garbage on the GPU, not the last block's data
 extern "C" __global__ void stale_shared(unsigned* out) {
     __shared__ unsigned cell[2];
@@ -237,6 +251,27 @@ def test_static_and_dynamic_shared_memory_are_per_block(features, rng):
     want = x.reshape(4, 256)[:, ::-1].ravel()
     assert_exact(out.get(), want, "static __shared__")
     assert_exact(out2.get(), 2 * want, "extern __shared__")
+
+
+def test_rounding_conversions_funnel_shifts_and_clock(features, rng):
+    x = np.concatenate([[0.5, 1.5, 2.5, -0.5, -1.5, 3.49999, -2.5000002],
+                        rng.standard_normal(57) * 100]).astype(np.float32)
+    u = rng.integers(0, 2**32, 66, dtype=np.uint64).astype(np.uint32)
+    out = cp.zeros(8 * 64, dtype=np.int64)
+    features.get_function("conversions")((1,), (64,), (cp.asarray(x), cp.asarray(u), out))
+    got = out.get().reshape(64, 8)
+    assert_exact(got[:, 0], np.rint(x).astype(np.int64), "__float2int_rn (ties to even)")
+    assert_exact(got[:, 1], np.rint(x * np.float32(1e6)).astype(np.int64), "__float2ll_rn")
+    assert_exact(got[:, 2], np.rint(x.astype(np.float64)).astype(np.int64), "__double2int_rn")
+    for i in range(64):
+        lo, hi, sh = int(u[i]), int(u[i + 1]), int(u[i + 2])
+        cat = (hi << 32) | lo
+        c = sh % 40
+        want = [((cat << (sh & 31)) >> 32) & 0xFFFFFFFF, (cat >> (sh & 31)) & 0xFFFFFFFF,
+                lo if c >= 32 else ((cat << c) >> 32) & 0xFFFFFFFF,
+                hi if c >= 32 else (cat >> c) & 0xFFFFFFFF]
+        assert [v & 0xFFFFFFFF for v in got[i, 3:7].tolist()] == want, i
+    assert (got[:, 7] == 1).all()
 
 
 def test_shared_memory_starts_as_garbage_in_every_block(features):

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -383,6 +384,30 @@ inline int __float2int_rz(float v) { return (int)v; }
 inline int __double2int_rz(double v) { return (int)v; }
 inline long long __double2ll_rz(double v) { return (long long)v; }
 inline float __double2float_rn(double v) { return (float)v; }
+inline int __float2int_rn(float v) { return (int)std::nearbyint(v); }  // ties to even
+inline unsigned __float2uint_rn(float v) { return (unsigned)std::nearbyint(v); }
+inline int __double2int_rn(double v) { return (int)std::nearbyint(v); }
+inline long long __float2ll_rn(float v) { return (long long)std::nearbyint(v); }
+inline long long __double2ll_rn(double v) { return (long long)std::nearbyint(v); }
+inline float __frsqrt_rn(float v) { return 1.0f / std::sqrt(v); }
+inline unsigned __funnelshift_l(unsigned lo, unsigned hi, unsigned s) {
+    return (unsigned)((((unsigned long long)hi << 32) | lo) << (s & 31u) >> 32);
+}
+inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned s) {
+    return (unsigned)((((unsigned long long)hi << 32) | lo) >> (s & 31u));
+}
+inline unsigned __funnelshift_lc(unsigned lo, unsigned hi, unsigned s) {
+    return s >= 32u ? lo : __funnelshift_l(lo, hi, s);
+}
+inline unsigned __funnelshift_rc(unsigned lo, unsigned hi, unsigned s) {
+    return s >= 32u ? hi : __funnelshift_r(lo, hi, s);
+}
+inline long long clock64() {  // nanoseconds of the host's steady clock
+    return (long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+inline void __nanosleep(unsigned) {}
 
 // ---------------------------------------------------------------------------------------------
 // binary16 as raw bits (exact conversions, round to nearest even)
