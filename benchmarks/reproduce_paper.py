@@ -226,21 +226,40 @@ def estimate_one(job: dict, args) -> dict:
         print(f"{job['name']}: {n} labels: fit {t1 - t0:.1f} s, test {test_s:.1f} s, "
               f"pool {t3 - t2:.1f} s", flush=True)
 
+    return {"labeled_points": points.tolist(), "probed": {str(n): per[n] for n in rows},
+            **extrapolate(per, points, args.strategies, args.runs)}
+
+
+def extrapolate(probed: dict, points, strategies, runs: int) -> dict:
+    """The protocol's time from the probed iterations, interpolated over the cycle's points.
+
+    Per iteration: fit and test predictions; before each query, the pool scoring the strategy
+    needs (none for random, the fused margins for the margin family, the float32
+    probabilities otherwise) and the query itself.
+    """
+    import numpy as np
+
+    from alamp_fast.strategies import get_strategy
+
+    rows = sorted(int(n) for n in probed)
+    per = {n: probed[n] if n in probed else probed[str(n)] for n in rows}
+
     def interp(values):
         return np.interp(points, rows, values)
 
     base = interp([per[n]["fit_s"] + per[n]["test_s"] for n in rows])
-    total = 0.0
     by_strategy = {}
-    for name in args.strategies:
-        fused = get_strategy(name).accepts_margin
-        pool = interp([per[n]["pool_margin_s" if fused else "pool_probs_s"] for n in rows])
+    for name in strategies:
+        s = get_strategy(name)
+        if not s.needs_probs:
+            pool = np.zeros(len(points))
+        else:
+            key = "pool_margin_s" if s.accepts_margin else "pool_probs_s"
+            pool = interp([per[n][key] for n in rows])
         query = interp([per[n]["query_s"][name] for n in rows])
-        one_run = float(base.sum() + pool[:-1].sum() + query[:-1].sum())
-        by_strategy[name] = one_run
-        total += one_run * args.runs
-    return {"labeled_points": points.tolist(), "probed": {str(n): per[n] for n in rows},
-            "estimated_s_per_run": by_strategy, "estimated_total_s": total,
+        by_strategy[name] = float(base.sum() + pool[:-1].sum() + query[:-1].sum())
+    total = runs * sum(by_strategy.values())
+    return {"estimated_s_per_run": by_strategy, "estimated_total_s": total,
             "estimated_total_h": total / 3600}
 
 
