@@ -409,7 +409,12 @@ def _gpu_report(args):
         from alamp_fast.cuda import bench as gpu_bench  # noqa: PLC0415
     except Exception:  # no CuPy, no driver or no GPU module: CPU-only report
         return None
-    return gpu_bench.run(scale=args.scale, progress=not args.no_progress)
+    return gpu_bench.run(
+        scale=args.scale,
+        progress=not args.no_progress,
+        cpu_measure=measure,
+        base_environment=environment(),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -174,7 +174,10 @@ def bench(args) -> int:
         row["wall_s"] = time.time() - t0
         rows.append(row)
         print(f"{case.id}: {row['min_s'] * 1e3:.3f} ms, {row['gb_per_s']:.1f} GB/s", flush=True)
-    doc = gpu_bench.report(rows, copy_bw) if rows else {"results": [], "targets": {}}
+    from alamp_fast.bench import environment
+
+    doc = gpu_bench.report(rows, copy_bw, environment()) if rows else {"results": [],
+                                                                      "targets": {}}
     doc["scale"] = args.scale
     doc["skipped_cases"] = skipped
     _write("bench", doc)

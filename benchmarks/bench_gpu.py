@@ -26,6 +26,7 @@ import pytest
 
 cupy = pytest.importorskip("cupy")
 
+from alamp_fast import bench as cpu_bench  # noqa: E402
 from alamp_fast.cuda import bench as gpu_bench  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,11 +78,12 @@ def recorder():
     state = {"copy_bw": gpu_bench.copy_bandwidth(), "rows": []}
     yield state
     if state["rows"]:
-        doc = gpu_bench.report(state["rows"], state["copy_bw"])
+        doc = gpu_bench.report(state["rows"], state["copy_bw"], cpu_bench.environment())
         new = {_key(r) for r in state["rows"]}
         kept = [r for r in _earlier_rows(doc["commit"]) if _key(r) not in new]
         if kept:
-            doc = gpu_bench.report(kept + state["rows"], state["copy_bw"])
+            doc = gpu_bench.report(kept + state["rows"], state["copy_bw"],
+                                  cpu_bench.environment())
         doc["scale"] = SCALE
         doc["timer"] = "pytest-benchmark (host clock, device synchronized per call)"
         OUT.parent.mkdir(parents=True, exist_ok=True)

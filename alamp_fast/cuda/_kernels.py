@@ -15,7 +15,8 @@ the stand-in CuPy's ``RawModule(code=..., name_expressions=...)`` instead.
 
 The same files compile with nvcc through ``CMakeLists.txt`` (sm_80 and sm_90) as a check; the
 ``ALAMP_FAST_INSTANTIATE`` blocks there list exactly the instantiations
-:func:`all_name_expressions` gives (``tests/test_cuda_build.py`` checks both lists agree).
+:func:`all_name_expressions` gives (one list, in :mod:`alamp_fast.cuda._instantiations`;
+``tests/test_cuda_build.py`` checks both lists agree).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
-import numpy as np
+from alamp_fast.cuda import _instantiations
 
 # NVRTC options, passed exactly (no library adds to them): C++17 (if constexpr); IEEE division
 # and square root; no flush-to-zero of float32 subnormals. Margin, alamp and select_top promise
@@ -42,15 +43,9 @@ OPTIONS = ("-std=c++17", "--prec-div=true", "--prec-sqrt=true", "--ftz=false")
 CACHE_ENV = "ALAMP_FAST_CUDA_CACHE"
 EMULATE_ENV = "ALAMP_FAST_CUDA"
 
-# C++ spelling of the element type of each supported dtype (float16 travels as its bits)
-CTYPE = {
-    np.dtype(np.float16): "f16bits",
-    np.dtype(np.float32): "float",
-    np.dtype(np.float64): "double",
-}
-
-# most bytes one thread loads at once
-MAX_VECTOR_BYTES = 16
+# C++ element types and vector width, re-exported for the launchers
+CTYPE = _instantiations.CTYPE
+MAX_VECTOR_BYTES = _instantiations.MAX_VECTOR_BYTES
 
 _INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.]+)"\s*$', re.MULTILINE)
 
@@ -324,14 +319,7 @@ def lanes_per_row(n_vectors: int, per_lane: int = 4) -> int:
 
 def all_name_expressions() -> dict[str, list[str]]:
     """Every instantiation the launchers can ask for, by source file."""
-    from alamp_fast.cuda import alamp, coreset, selection, uncertainty
-
-    return {
-        "rowwise": uncertainty.name_expressions(),
-        "alamp": alamp.name_expressions(),
-        "select": selection.name_expressions(),
-        "kcenter": coreset.name_expressions(),
-    }
+    return _instantiations.all_name_expressions()
 
 
 def nvrtc_compile_check(arch: str = "compute_90") -> dict[str, int]:

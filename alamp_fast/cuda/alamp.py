@@ -11,7 +11,7 @@ import numpy as np
 
 from alamp_fast import _validate
 from alamp_fast import alamp as cpu_alamp
-from alamp_fast.cuda import _checks, _kernels
+from alamp_fast.cuda import _checks, _instantiations, _kernels
 
 __all__ = ["alamp_score"]
 
@@ -19,7 +19,7 @@ _BLOCK = 256
 
 
 def name_expressions() -> list[str]:
-    return ["alamp_score_kernel<float>", "alamp_score_kernel<double>"]
+    return _instantiations.alamp()
 
 
 def alamp_score(prev_margin, margin):

@@ -370,14 +370,15 @@ def copy_bandwidth(nbytes: int = 4 << 30) -> float:
     return 2 * nbytes / t
 
 
-def measure(case: GpuCase) -> dict:
-    """Time one case with the timer of its side (CUDA events, or the CPU harness)."""
+def measure(case: GpuCase, cpu_measure: Callable | None = None) -> dict:
+    """Time one case with the timer of its side: CUDA events, or ``cpu_measure`` (the CPU
+    harness, :func:`alamp_fast.bench.measure`) for the CPU references."""
     import cupy
 
-    from alamp_fast.bench import measure as measure_cpu
-
+    if not case.on_gpu and cpu_measure is None:
+        raise ValueError(f"{case.id} runs on the CPU: pass cpu_measure=alamp_fast.bench.measure")
     pool = cupy.get_default_memory_pool()
-    t = (time_gpu if case.on_gpu else measure_cpu)(case.setup())
+    t = (time_gpu if case.on_gpu else cpu_measure)(case.setup())
     t["device_pool_bytes"] = int(pool.total_bytes())
     pool.free_all_blocks()
     cupy.get_default_pinned_memory_pool().free_all_blocks()
@@ -483,13 +484,13 @@ def current_card() -> str:
     return card_name(name.decode() if isinstance(name, bytes) else str(name))
 
 
-def environment() -> dict:
-    """The CPU harness's environment (commit, versions) plus the GPU's."""
+def environment(base: dict | None = None) -> dict:
+    """``base`` (the CPU harness's environment: commit, versions; from
+    :func:`alamp_fast.bench.environment`) plus the GPU's."""
     import cupy
 
-    from alamp_fast.bench import environment as cpu_environment
-
-    env = cpu_environment()
+    env = {**(base or {})}
+    env["versions"] = dict(env.get("versions", {}))
     dev = cupy.cuda.Device()
     props = cupy.cuda.runtime.getDeviceProperties(dev.id)
     name = props["name"]
@@ -508,14 +509,15 @@ def environment() -> dict:
     return env
 
 
-def report(rows: list[dict], copy_bw: float) -> dict:
-    """The JSON document: environment, copy bandwidth, rows with speed-ups, targets."""
+def report(rows: list[dict], copy_bw: float, base_environment: dict | None = None) -> dict:
+    """The JSON document: environment (``base_environment`` plus the GPU's), copy bandwidth,
+    rows with speed-ups, targets."""
     by_key = {(r["kernel"], repr(sorted(r["sizes"].items())), r["provider"]): r for r in rows}
     for r in rows:
         ref = by_key.get((r["kernel"], repr(sorted(r["sizes"].items())), r["reference"]))
         r["speedup_vs_reference"] = ref["min_s"] / r["min_s"] if ref else None
     return {
-        **environment(),
+        **environment(base_environment),
         "copy_bandwidth_gb_per_s": copy_bw / 1e9,
         "results": rows,
         "targets": _targets(rows, copy_bw),
@@ -523,18 +525,29 @@ def report(rows: list[dict], copy_bw: float) -> dict:
 
 
 def run(
-    scale: str = "default", progress: bool = True, include_slow: bool = False, kernels=None
+    scale: str = "default",
+    progress: bool = True,
+    include_slow: bool = False,
+    kernels=None,
+    *,
+    cpu_measure: Callable | None = None,
+    base_environment: dict | None = None,
 ) -> dict:
-    """Measure every case of ``scale`` on the current GPU; the JSON document of :func:`report`."""
+    """Measure every case of ``scale`` on the current GPU; the JSON document of :func:`report`.
+
+    ``cpu_measure`` and ``base_environment`` come from the CPU harness (``alamp-fast bench``
+    passes :func:`alamp_fast.bench.measure` and :func:`alamp_fast.bench.environment`'s
+    result); without ``cpu_measure`` the CPU reference cases are left out."""
     from tqdm.auto import tqdm
 
     copy_bw = copy_bandwidth()
-    cases = [c for c in make_cases(scale) if include_slow or not c.slow]
+    cases = [c for c in make_cases(scale) if (include_slow or not c.slow)
+             and (c.on_gpu or cpu_measure is not None)]
     if kernels:
         cases = [c for c in cases if c.kernel in kernels]
     rows = []
     for case in tqdm(cases, desc="gpu bench", disable=not progress, unit="case"):
-        rows.append(result_row(case, measure(case), copy_bw))
-    out = report(rows, copy_bw)
+        rows.append(result_row(case, measure(case, cpu_measure), copy_bw))
+    out = report(rows, copy_bw, base_environment)
     out["scale"] = scale
     return out

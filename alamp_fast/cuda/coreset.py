@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from alamp_fast._validate import check_budget
-from alamp_fast.cuda import _checks, _kernels
+from alamp_fast.cuda import _checks, _instantiations, _kernels
 
 __all__ = ["kcenter_greedy"]
 
@@ -29,17 +29,7 @@ _INIT_BLOCK_ELEMS = 1 << 28
 
 
 def name_expressions() -> list[str]:
-    out = []
-    for dtype, ctype in _kernels.CTYPE.items():
-        vec = _kernels.MAX_VECTOR_BYTES // dtype.itemsize
-        while vec >= 1:
-            out += [
-                f"kcenter_step<{ctype}, {vec}, true>",
-                f"kcenter_step<{ctype}, {vec}, false>",
-                f"dist_to_rows<{ctype}, {vec}>",
-            ]
-            vec //= 2
-    return out
+    return _instantiations.kcenter()
 
 
 def _row_launch(X, per_lane: int = 4):

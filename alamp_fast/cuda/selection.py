@@ -22,7 +22,7 @@ import numpy as np
 from alamp_fast import _validate
 from alamp_fast import selection as cpu_selection
 from alamp_fast._validate import check_bool, check_budget, check_finite
-from alamp_fast.cuda import _checks, _kernels
+from alamp_fast.cuda import _checks, _instantiations, _kernels
 from alamp_fast.selection import _pass_depth
 
 __all__ = ["select_top", "diversify"]
@@ -32,22 +32,12 @@ _HIST_BLOCK = 512
 _DIGIT_BITS = 8
 
 
-# C++ spelling of the score types make_keys takes: floats, and int64 for integer scores
-_SCORE_CTYPE = {**_kernels.CTYPE, np.dtype(np.int64): "long long"}
-
-
-def _key_ctype(dtype) -> str:
-    return "unsigned int" if np.dtype(dtype).itemsize < 8 else "unsigned long long"
+_SCORE_CTYPE = _instantiations.SCORE_CTYPE
+_key_ctype = _instantiations.key_ctype
 
 
 def name_expressions() -> list[str]:
-    out = [
-        f"make_keys<{_SCORE_CTYPE[np.dtype(d)]}, {_key_ctype(d)}>"
-        for d in (np.float16, np.float32, np.float64, np.int64)
-    ]
-    for kt in ("unsigned int", "unsigned long long"):
-        out += [f"radix_hist<{kt}>", f"radix_collect<{kt}>"]
-    return out + ["radix_pick"]
+    return _instantiations.select()
 
 
 def radix_passes(key_bits: int, n: int, digit_bits: int = _DIGIT_BITS):

@@ -16,11 +16,15 @@ import numpy as np
 from alamp_fast import _validate
 from alamp_fast import alamp as cpu_alamp
 from alamp_fast import uncertainty as cpu_uncertainty
-from alamp_fast.cuda import _checks, _kernels, _stream
+from alamp_fast.cuda import _checks, _instantiations, _kernels, _stream
 
 __all__ = ["top2_margin", "margin", "entropy", "least_confidence", "top2_margin_alamp"]
 
-MODE_TOP2, MODE_LEASTCONF, MODE_ENTROPY = 0, 1, 2
+MODE_TOP2, MODE_LEASTCONF, MODE_ENTROPY = (
+    _instantiations.MODE_TOP2,
+    _instantiations.MODE_LEASTCONF,
+    _instantiations.MODE_ENTROPY,
+)
 _BLOCK = 256
 # A row longer than this many vectors, in a pool too short to give every warp rows, is
 # reduced by a whole block instead of a warp.
@@ -29,29 +33,12 @@ _BLOCK_ROW_VECTORS = 1024
 CHUNK_ROWS_ENV = "ALAMP_FAST_CUDA_CHUNK_ROWS"
 
 
-def _expression(layout, ctype, vec, mode, top, fuse, ptype) -> str:
-    b = {True: "true", False: "false"}
-    return f"rows_{layout}<{ctype}, {vec}, {mode}, {b[top]}, {b[fuse]}, {ptype}>"
+_expression = _instantiations.rowwise_expression
 
 
 def name_expressions() -> list[str]:
     """Every instantiation :func:`_launch` can request (the CMake build lists the same)."""
-    combos = [
-        (MODE_TOP2, True, False, "float"),
-        (MODE_TOP2, False, False, "float"),
-        (MODE_TOP2, True, True, "float"),
-        (MODE_TOP2, True, True, "double"),
-        (MODE_LEASTCONF, False, False, "float"),
-        (MODE_ENTROPY, False, False, "float"),
-    ]
-    out = []
-    for dtype, ctype in _kernels.CTYPE.items():
-        vec = _kernels.MAX_VECTOR_BYTES // dtype.itemsize
-        while vec >= 1:
-            for layout in ("group", "block"):
-                out += [_expression(layout, ctype, vec, *c) for c in combos]
-            vec //= 2
-    return out
+    return _instantiations.rowwise()
 
 
 def _choose_layout(n: int, n_vectors: int, layout: str | None) -> tuple[str, int]:
