@@ -890,3 +890,23 @@ def test_without_a_gpu_the_cupy_backend_runs_on_the_emulator_not_skipped():
     import cupy
 
     assert cupy is cp and emulate.active()
+
+
+def test_without_the_switch_and_without_cupy_device_cuda_still_raises_clearly():
+    # tests/test_dispatch.py's check of this skips while the suite runs on the emulator
+    out = _run("""
+        import importlib.util
+        import numpy as np
+        import alamp_fast as af
+        if importlib.util.find_spec("cupy") is not None:
+            print("HAVE_CUPY")
+        else:
+            try:
+                af.top2_margin(np.ones((3, 2)), device="cuda:0")
+            except ImportError as exc:
+                print(exc)
+    """)
+    assert out.returncode == 0, out.stderr
+    if out.stdout.strip() == "HAVE_CUPY":
+        pytest.skip("a real CuPy is installed")
+    assert "top2_margin(device='cuda:0')" in out.stdout and "CuPy" in out.stdout, out.stdout
