@@ -98,6 +98,125 @@ def protocol_scale_text(report: dict) -> str:
     )
 
 
+def _load_note(report: dict) -> str:
+    la = report.get("load_average") or {}
+    start = (la.get("start") or [None])[0]
+    end = (la.get("end") or [None])[0]
+    note = f"load average {start} at start, {end} at end"
+    if report.get("under_load"):
+        note += " (**figures taken under load**: the machine was shared)"
+    return note
+
+
+def coreset_table(report: dict) -> str:
+    c = report["results"]["caltech"]
+    z = c["sizes"]
+    rows = [
+        "| k-center, Caltech-101 train features | condition | ms (min) | x one-pass floor "
+        "| floor ms |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for cond in ("idle", "other_core_busy"):
+        r = c[cond]
+        for k, label in (("query", "first query"), ("query_with_state", "later query (state)")):
+            rows.append(
+                f"| {label} | {cond.replace('_', ' ')} | {r[k]['min_s'] * 1e3:.1f} | "
+                f"{r[k]['ratio_to_floor']:.2f} | {r['floor']['min_s'] * 1e3:.1f} |"
+            )
+    f = report["results"].get("first_search")
+    rows.append("")
+    rows.append(
+        f"Pool {z['n']:,} x {z['d']} float32, {z['labeled']} labeled, b = {z['b']}. Floor: one "
+        "float32 GEMM of the pool against the labeled rows plus b GEMVs `X @ c`, measured in "
+        "the same run. With the other core busy the first query takes "
+        f"{c['busy_over_idle']:.2f}x its idle time."
+        + (
+            f" First nearest-labeled search at {f['sizes']['n']:,} x {f['sizes']['d']}: "
+            f"{f['nearest_labeled_search']['min_s']:.2f} s, {f['ratio_to_gemm']:.2f}x a lone "
+            f"GEMM of the same size ({f['lone_gemm']['min_s']:.2f} s)."
+            if f
+            else ""
+        )
+        + f" {_load_note(report)}. Source: `benchmarks/results/{report['_file']}` "
+        "(`python benchmarks/bench_coreset.py`)."
+    )
+    return "\n".join(rows)
+
+
+def float16_table(report: dict) -> str:
+    r = report["results"]
+    z = report["sizes"]
+    rows = [
+        "| top2_margin input | ms (min) | input GB/s | x float32 |",
+        "|---|---:|---:|---:|",
+    ]
+    for k in ("float32", "float16", "float16_software_widening"):
+        ratio = r[k].get("ratio_to_float32")
+        rows.append(
+            f"| {k.replace('_', ' ')} | {r[k]['min_s'] * 1e3:.1f} | "
+            f"{r[k]['input_gb_per_s']:.1f} | {f'{ratio:.2f}' if ratio else '1'} |"
+        )
+    rows.append("")
+    rows.append(
+        f"{z['n']:,} x {z['classes']}; F16C on this CPU: {report.get('f16c')}; float16 results "
+        f"bit-identical to the software widening: {report.get('bit_identical_to_software')}. "
+        f"{_load_note(report)}. Source: `benchmarks/results/{report['_file']}` "
+        "(`python benchmarks/bench_float16.py`)."
+    )
+    return "\n".join(rows)
+
+
+def faiss_table(report: dict) -> str:
+    rows = [
+        "| pool | backend | s (min) | x alamp_fast | same picks as exact | covering radius error |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for r in report["results"]:
+        for name in ("alamp_fast", "faiss_flat", "faiss_hnsw"):
+            x = r[name]
+            ratio = x.get("ratio_to_alamp_fast", 1.0)
+            rows.append(
+                f"| {r['n']:,} x {r['d']} | {name.replace('_', ' ')} | {x['min_s']:.2f} | "
+                f"{ratio:.2f} | {'yes' if x['same_picks_as_exact'] else 'no'} | "
+                f"{x['covering_radius_error']:+.2e} |"
+            )
+    z = report["results"][0]
+    rows.append("")
+    rows.append(
+        f"float32 Gaussian pools, {z['labeled']} labeled, b = {z['b']}; FAISS "
+        f"{report.get('faiss_version')}. Covering radius (exact, float64) relative to the exact "
+        f"algorithm's. {_load_note(report)}. Source: `benchmarks/results/{report['_file']}` "
+        "(`python benchmarks/bench_faiss.py`)."
+    )
+    return "\n".join(rows)
+
+
+def cold_start_table(report: dict) -> str:
+    rows = [
+        "| condition | tree | first run, empty numba cache (s) | warm run (s) |",
+        "|---|---|---:|---:|",
+    ]
+    ratios = []
+    for cond, trees in report["results"].items():
+        for name, runs in trees.items():
+            if not isinstance(runs, list):
+                continue
+            cold = min(x["cold"]["wall_s"] for x in runs)
+            warm = min(x["warm"]["wall_s"] for x in runs)
+            tree = name if name != "reference" else f"before (`{report['reference_commit']}`)"
+            rows.append(f"| {cond.replace('_', ' ')} | {tree} | {cold:.1f} | {warm:.1f} |")
+        if "cold_ratio_current_to_reference" in trees:
+            ratios.append(f"{cond.replace('_', ' ')} {trees['cold_ratio_current_to_reference']:.2f}x")
+    rows.append("")
+    rows.append(
+        f"`{report['command']}` in a fresh process (scikit-learn's digits, default protocol). "
+        + (f"Cold time after/before: {', '.join(ratios)}. " if ratios else "")
+        + f"{_load_note(report)}. Source: `benchmarks/results/{report['_file']}` "
+        "(`python benchmarks/bench_cold_start.py --ref COMMIT --busy`)."
+    )
+    return "\n".join(rows)
+
+
 def _markdown_file(path: Path):
     def build(_report):
         return path.read_text().strip()
@@ -109,15 +228,19 @@ TABLES = {
     "cpu-kernels": ("cpu_kernels.json", cpu_kernels_table),
     "integrations": ("integrations.json", integrations_table),
     "outofcore": ("outofcore.json", outofcore_table),
+    "coreset-cpu": ("coreset_cpu.json", coreset_table),
+    "float16-cpu": ("float16_cpu.json", float16_table),
+    "cold-start": ("cold_start.json", cold_start_table),
+    "faiss-cpu": ("faiss_cpu.json", faiss_table),
     "protocol-scale": ("protocol_scale.json", protocol_scale_text),
-    "paper-caltech101": (
-        "paper_caltech101/results.json",
-        _markdown_file(RESULTS / "paper_caltech101" / "table.md"),
-    ),
-    "paper-cifar10": (
-        "paper_cifar10/results.json",
-        _markdown_file(RESULTS / "paper_cifar10" / "table.md"),
-    ),
+    # benchmarks/reproduce_paper.py --out benchmarks/results/reproduce_short (docs/reproduction.md)
+    **{
+        f"paper-{name}": (
+            f"reproduce_short/{name}/results.json",
+            _markdown_file(RESULTS / "reproduce_short" / name / "table.md"),
+        )
+        for name in ("caltech101", "cifar10", "cifar10-imb")
+    },
 }
 
 
