@@ -97,12 +97,8 @@ af_emu_switch:
     pushq %r14
     pushq %r15
     subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
     addq $8, %rsp
     popq %r15
     popq %r14
@@ -120,11 +116,9 @@ static Context g_sched;
 static inline void ctx_switch(Context* from, Context* to) { af_emu_switch(&from->sp, to->sp); }
 static void ctx_init(Context* c, char* stack, size_t size, void (*entry)()) {
     uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
+    // the floating-point control words are not switched: device code never changes them
     uint64_t* sp = (uint64_t*)(top - 72);  // = 8 (mod 16): `ret` leaves rsp as after a call
-    uint32_t csr[2];
-    asm volatile("stmxcsr %0" : "=m"(csr[0]));
-    asm volatile("fnstcw %0" : "=m"(*(uint16_t*)&csr[1]));
-    std::memcpy(sp, csr, 8);
+    sp[0] = 0;                             // alignment slot
     for (int i = 1; i <= 6; ++i) sp[i] = 0;  // r15 r14 r13 r12 rbx rbp
     sp[7] = (uint64_t)entry;
     sp[8] = 0;  // the entry's return address: it never returns
