@@ -192,3 +192,24 @@ def test_progress_bar_with_eta_when_asked(capsys):
     bar.close()
     err = capsys.readouterr().err
     assert "simulate: 4/4" in err and "ETA" in err
+
+
+def test_diversification_figure_and_captions(tmp_path):
+    from alamp_fast import report
+
+    rc = main(["simulate", *TINY, "--strategies", "random,margin,margin-div", "--out",
+               str(tmp_path)])
+    assert rc == 0
+    assert (tmp_path / "diversification.png").read_bytes()[:8] == PNG_MAGIC
+    doc = json.loads((tmp_path / "results.json").read_text())
+    captions = []
+    real = report._caption
+    try:
+        report._caption = lambda fig, text: captions.append(text)
+        report.plot_accuracy(doc, tmp_path / "a.png")
+        report.plot_diversification(doc, tmp_path / "d.png")
+    finally:
+        report._caption = real
+    assert all("+/- one standard deviation over runs" in c for c in captions), captions
+    with pytest.raises(ValueError, match="-div variant"):
+        report.plot_diversification({"strategies": {"margin": {}}}, tmp_path / "x.png")
