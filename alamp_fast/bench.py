@@ -311,6 +311,9 @@ def run_suite(
     """Measure every case; add throughput, bandwidth fraction and the ratio to the reference."""
     from tqdm.auto import tqdm
 
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    if progress and load_start:
+        print(f"[bench] load average at start: {[round(x, 2) for x in load_start]}")
     bw = bandwidth if bandwidth is not None else read_bandwidth()
     rows = []
     todo = [c for c in cases if include_slow or not c.slow]
@@ -335,7 +338,31 @@ def run_suite(
     for r in rows:
         ref = by_key.get((r["kernel"], json.dumps(r["sizes"], sort_keys=True), r["reference"]))
         r["speedup_vs_reference"] = ref["min_s"] / r["min_s"] if ref else None
-    return {**environment(), "read_bandwidth_gb_per_s": bw / 1e9, "results": rows}
+    env = environment()
+    load_end = env["load_average"]
+    env["load_average"] = load_start  # the start, as before; the end separately
+    return {
+        **env,
+        "load_average_at_end": load_end,
+        "under_load": under_load(load_start, load_end),
+        "read_bandwidth_gb_per_s": bw / 1e9,
+        "results": rows,
+    }
+
+
+# other processes keeping this fraction of the cores busy make a figure "taken under load"
+LOADED_FRACTION = 0.25
+
+
+def under_load(load_start, load_end, own_threads: int | None = None) -> bool:
+    """Whether other work ran: a 1-minute load average of at least ``LOADED_FRACTION`` of the
+    cores at the start, or at the end above what the benchmark's own threads add."""
+    if not load_start:
+        return False
+    cores = os.cpu_count() or 1
+    own = cores if own_threads is None else own_threads
+    limit = LOADED_FRACTION * cores
+    return load_start[0] >= limit or (load_end is not None and load_end[0] >= limit + own)
 
 
 def format_table(report: dict) -> str:
@@ -355,6 +382,12 @@ def format_table(report: dict) -> str:
             f"{(f'{ratio:.1f}' if ratio else '-'):>7}  {r['reference']}"
         )
     lines.append(f"read bandwidth: {report['read_bandwidth_gb_per_s']:.1f} GB/s")
+    if report.get("load_average") is not None:
+        lines.append(
+            f"load average: {[round(x, 2) for x in report['load_average']]} at start, "
+            f"{[round(x, 2) for x in report.get('load_average_at_end') or []]} at end"
+            + ("  -> figures taken UNDER LOAD" if report.get("under_load") else "")
+        )
     return "\n".join(lines)
 
 

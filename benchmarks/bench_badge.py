@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Run, load_average
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -388,6 +389,7 @@ def main(argv=None) -> int:
         n, b = int(args.n or 1e5), args.b or 200
     C, d = args.classes, args.dim
     out = args.out or RESULTS / ("badge_h200.json" if args.gpu else "badge_cpu.json")
+    harness = Run("badge", own_threads=os.cpu_count() or 1)  # prints the load at start
     doc = {
         "benchmark": "badge",
         **environment(args.gpu),
@@ -428,6 +430,11 @@ def main(argv=None) -> int:
         if authors:
             doc["summary"]["authors_loop_ms_per_pick"] = authors[0]["ms_per_pick"]
     doc["load_average_at_end"] = list(os.getloadavg())
+    end = load_average()
+    doc["load_average"] = {"start": harness.load_start, "end": end}
+    doc["under_load"] = harness.under_load(end)
+    print(f"[badge] load average at end: {end}"
+          + ("  -> figures taken UNDER LOAD" if doc["under_load"] else ""))
     doc["results"] = rows
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, default=str))

@@ -27,11 +27,36 @@ def _id(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
-def test_kernel(benchmark, case):
+def test_kernel(benchmark, case, _load_average):
+    from alamp_fast.bench import under_load
+
     fn = case.setup()
     fn()  # compile (numba) outside the timing
+    now = list(os.getloadavg())
     benchmark.extra_info.update(
-        kernel=case.kernel, provider=case.provider, bytes_moved=case.bytes_moved, **case.sizes
+        kernel=case.kernel,
+        provider=case.provider,
+        bytes_moved=case.bytes_moved,
+        load_average_at_start=_load_average,
+        load_average_now=now,
+        under_load=under_load(_load_average, now),
+        **case.sizes,
     )
     benchmark.group = f"{case.kernel} " + ",".join(f"{k}={v}" for k, v in case.sizes.items())
     benchmark(fn)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _load_average():
+    """Print the load average at the start and end of the suite; every benchmark records the
+    start value and the value when it ran, and whether it was taken under load."""
+    from alamp_fast.bench import under_load
+
+    start = list(os.getloadavg())
+    print(f"\n[bench_kernels] load average at start: {[round(x, 2) for x in start]}")
+    yield start
+    end = list(os.getloadavg())
+    print(
+        f"\n[bench_kernels] load average at end: {[round(x, 2) for x in end]}"
+        + ("  -> figures taken UNDER LOAD" if under_load(start, end) else "")
+    )

@@ -44,7 +44,14 @@ def cpu_kernels_table(report: dict) -> str:
         f"Machine: {dev['name']}, {dev['cores']} cores ({dev['numba_threads']} numba threads), "
         f"read bandwidth {report['read_bandwidth_gb_per_s']:.1f} GB/s measured in the same run"
         + (
-            f", load average {report['load_average'][0]:.1f} at the start; "
+            f", load average {report['load_average'][0]:.1f} at the start"
+            + (
+                f", {report['load_average_at_end'][0]:.1f} at the end"
+                if report.get("load_average_at_end")
+                else ""
+            )
+            + (" (**taken under load**)" if report.get("under_load") else "")
+            + "; "
             if report.get("load_average")
             else "; "
         )
