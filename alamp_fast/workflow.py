@@ -981,13 +981,13 @@ def _check_positive_int(name: str, value) -> int:
 
 def _run_seed(seed: int) -> int:
     # simulate()'s seed of run 0: a project with seed s reproduces simulate(seed=s, runs=1).
-    from alamp_fast.protocol import derive_seed
+    from alamp_fast.al.results import derive_seed
 
     return derive_seed(seed, 0)
 
 
 def _make_strategy(settings: dict):
-    from alamp_fast.protocol import derive_seed
+    from alamp_fast.al.results import derive_seed
     from alamp_fast.strategies import get_strategy
 
     name = settings["strategy"]
@@ -1485,25 +1485,21 @@ class Project:
         Batch
         """
         import alamp_fast as af
-        from alamp_fast.imbalance import imbalance_ratio
-        from alamp_fast.protocol import (
-            IMBALANCED_IR,
-            _check_int,
-            _connect,
-            _scatter_rows,
-            make_classifier,
-            pool_probs,
-        )
+        from alamp_fast.imbalance import IMBALANCED_IR, imbalance_ratio
         from alamp_fast.strategies import Strategy
+
+        # alamp_fast.protocol (scikit-learn: seconds of start-up) only where a round needs it
 
         if chunk_rows is not None:
             if scheduler is None:
                 raise OptionError(
                     f"{_opt('chunk_rows', chunk_rows)} only applies with {_opt('scheduler')}"
                 )
+            from alamp_fast.protocol import _check_int
+
             try:
                 chunk_rows = _check_int("chunk_rows", chunk_rows, 1)
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 raise OptionError(str(exc)) from None
         if budget is not None:
             try:
@@ -1512,7 +1508,12 @@ class Project:
                 raise OptionError(str(exc)) from None
         # connected before the lock: a wrong address fails at once, whatever the round
         try:
-            cluster = contextlib.nullcontext() if scheduler is None else _connect(scheduler)
+            if scheduler is None:
+                cluster = contextlib.nullcontext()
+            else:
+                from alamp_fast.protocol import _connect
+
+                cluster = _connect(scheduler)
         except ValueError as exc:
             raise OptionError(str(exc)) from None
         if out is not None:
@@ -1597,6 +1598,8 @@ class Project:
                 rng = np.random.default_rng([run_seed, round_no])
                 picks = rng.choice(np.flatnonzero(y < 0), size=b, replace=False).astype(np.int64)
             else:
+                from alamp_fast.protocol import _scatter_rows, make_classifier, pool_probs
+
                 cost_sensitive = settings["cost_sensitive"]
                 if cost_sensitive is None:
                     counts = np.bincount(y[labeled], minlength=n_classes)
