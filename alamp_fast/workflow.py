@@ -1581,7 +1581,7 @@ class Project:
             if b > n_unlabeled:
                 raise ValueError(
                     f"budget b={b} exceeds the {n_unlabeled} unlabeled samples of "
-                    "the pool; pass a smaller budget"
+                    f"the pool; pass a smaller {_opt('budget')}"
                 )
 
             run_seed = _run_seed(settings["seed"])
