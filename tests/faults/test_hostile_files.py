@@ -149,3 +149,28 @@ def test_pool_header_announcing_more_rows_than_the_file_has(project, capsys):
     assert main(["status", "-p", str(proj_dir), "--pool", str(pool)]) == 1
     line = one_line_error(capsys.readouterr().err, "status")
     assert "truncated" in line and f"{X.shape[0] * 10} x {X.shape[1]}" in line, line
+
+
+def test_pool_truncated_while_it_is_read(project, monkeypatch, capsys):
+    import alamp_fast.datasets as datasets
+    import alamp_fast.workflow as wf
+
+    proj_dir, _ = project
+    pool = proj_dir.parent / "pool.npy"
+    monkeypatch.setattr(wf, "_POOL_BLOCK_BYTES", 400)  # many blocks: the cut lands mid-read
+    real = datasets.l2_normalize
+    cut = []
+
+    def normalize_then_truncate(X):
+        if not cut:  # another process truncates the file after the first block
+            with open(pool, "r+b") as f:
+                f.truncate(pool.stat().st_size // 2)
+            cut.append(1)
+        return real(X)
+
+    monkeypatch.setattr(datasets, "l2_normalize", normalize_then_truncate)
+    before = state_bytes(proj_dir)
+    assert main(["select", "-p", str(proj_dir)]) == 1
+    line = one_line_error(capsys.readouterr().err, "select")
+    assert cut and "truncated while being read" in line, line
+    assert state_bytes(proj_dir) == before
