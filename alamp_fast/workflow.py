@@ -1926,7 +1926,10 @@ class Project:
             ``pending`` (ids of the last batch without a label), ``class_counts``, ``ir``,
             ``cv`` (``accuracy``, ``accuracy_std``, ``balanced_accuracy``, ``folds``,
             ``n_labels``; None when not computed) and ``cv_note`` (why not), ``settings``,
-            ``pool``, ``lock`` (the holder's info, or None).
+            ``pool``, ``lock`` (None, or the holder's pid, host, command and start time with
+            ``stale``: False while its holder runs; True when the holder died holding it,
+            and then ``cleared``: whether this call removed the record, see
+            :meth:`_lock_status`).
         """
         from alamp_fast.imbalance import imbalance_ratio
 
