@@ -995,9 +995,18 @@ def _make_strategy(settings: dict):
     try:
         return get_strategy(name, seed=seed, **settings["strategy_kwargs"])
     except TypeError as exc:
-        raise ValueError(
-            f"strategy_kwargs {settings['strategy_kwargs']} do not fit strategy {name!r}: {exc}"
-        ) from None
+        kwargs = settings["strategy_kwargs"]
+        if CLI_MESSAGES.get() and set(kwargs) == {"certainty"}:  # the one the CLI passes
+            raise ValueError(
+                f"--certainty {kwargs['certainty']} does not apply to strategy {name!r} "
+                "(only alamp and alamp-div take a certainty measure)"
+            ) from None
+        raise ValueError(f"strategy_kwargs {kwargs} do not fit strategy {name!r}: {exc}") from None
+    except ValueError as exc:
+        kwargs = settings["strategy_kwargs"]
+        if CLI_MESSAGES.get() and "certainty" in kwargs:
+            raise ValueError(f"--certainty {kwargs['certainty']}: {exc}") from None
+        raise
 
 
 class Project:
