@@ -297,7 +297,8 @@ class Checkpoint:
     are loaded and :func:`run_protocol` skips them.
 
     Files: ``meta.json`` and one ``S###-R###.npz`` per finished (strategy, run), each written
-    to a temporary file in the directory, flushed to disk and renamed into place.
+    to a temporary file in the directory, flushed to disk and renamed into place. Nothing is
+    created before the first record is saved.
     """
 
     def __init__(self, path, meta: dict, *, resume: bool = False) -> None:
@@ -323,8 +324,14 @@ class Checkpoint:
                     f"{self.path} is the checkpoint of another simulation (differs in "
                     f"{', '.join(diff)}); use another output directory or delete it"
                 )
-        self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(meta_file, json.dumps(self.meta, indent=1, sort_keys=True).encode())
+        self._ready = False  # the directory is created with the first record, not before
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            self.path.mkdir(parents=True, exist_ok=True)
+            meta = json.dumps(self.meta, indent=1, sort_keys=True).encode()
+            _atomic_write(self.path / "meta.json", meta)
+            self._ready = True
 
     def _file(self, index: int, run: int) -> Path:
         return self.path / f"S{index:03d}-R{run:03d}.npz"
@@ -355,6 +362,7 @@ class Checkpoint:
         """Write one finished (strategy, run) record, atomically."""
         import io
 
+        self._ensure()
         buf = io.BytesIO()
         np.savez(
             buf,
