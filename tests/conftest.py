@@ -50,7 +50,10 @@ def _real_gpu_present() -> bool:
 if "ALAMP_FAST_CUDA" not in os.environ and not _real_gpu_present():
     os.environ["ALAMP_FAST_CUDA"] = "emulate"
 if os.environ.get("ALAMP_FAST_CUDA") == "emulate":
-    import alamp_fast  # noqa: F401  (installs the emulator's cupy)
+    # `import alamp_fast` installs it too, unless alamp_fast was imported before this file
+    from alamp_fast.cuda.emulate import install as _install_cuda_emulator
+
+    _install_cuda_emulator()
 
 
 def _cuda_skip_reason(library: str) -> str | None:
