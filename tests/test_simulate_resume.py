@@ -146,6 +146,8 @@ def test_api_checkpoint_skips_finished_runs(tmp_path):
 
 def test_damaged_checkpoint_file_is_one_clear_error(tmp_path):
     ck = Checkpoint(tmp_path / "ck", {"a": 1})
+    assert not (tmp_path / "ck").exists()  # nothing before the first record
+    ck._ensure()
     (tmp_path / "ck" / "S000-R000.npz").write_bytes(b"not a zip")
     again = Checkpoint(tmp_path / "ck", {"a": 1}, resume=True)
     with pytest.raises(ValueError, match="S000-R000.npz is damaged"):
