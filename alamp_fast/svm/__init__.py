@@ -14,15 +14,9 @@ classifier (``sklearn.svm.SVC``, ``thundersvm.SVC``, ``cuml.svm.SVC``...), and
 How it works: ``docs/svm.md``. Importing this package imports neither torch nor CuPy.
 """
 
-from alamp_fast.svm._cv import (
-    DEFAULT_CS,
-    CVResult,
-    cross_validate_C,
-    make_cs,
-    stratified_folds,
-    top2_margin_chunked,
-)
+from alamp_fast.svm._cv import DEFAULT_CS, make_cs, stratified_folds, top2_margin_chunked
 from alamp_fast.svm._estimators import SVC, SVCCV
+from alamp_fast.svm._search import CVResult, cross_validate_C
 
 __all__ = [
     "DEFAULT_CS",
