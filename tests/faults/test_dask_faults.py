@@ -4,18 +4,16 @@ state untouched), and the cluster's alamp state is bitwise the local one, chunk 
 
 from __future__ import annotations
 
+import distributed  # the test extra installs it: a missing install fails, it is not skipped
 import numpy as np
 import pytest
 from conftest import assert_exact
+from test_scheduler import NAMES, make_pool
 
 from alamp_fast.cli import main
 from alamp_fast.datasets import l2_normalize
 from alamp_fast.protocol import make_classifier, pool_probs
 from alamp_fast.workflow import STATE_FILE, Project
-
-distributed = pytest.importorskip("distributed")
-
-from test_scheduler import NAMES, make_pool  # noqa: E402  (after the importorskip)
 
 
 @pytest.fixture(scope="module")
