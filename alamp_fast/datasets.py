@@ -71,8 +71,19 @@ def l2_normalize(X: np.ndarray) -> np.ndarray:
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1)
+    if X.ndim != 2 or X.shape[0] == 0:
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return X / np.where(norms > 0, norms, 1)
+    # Row blocks of about 1 MiB: the squares and norms of a block stay in cache (a whole 1e6 x
+    # 512 pool in one call wrote and re-read a 2 GB temporary: 3x slower). Each row's norm is
+    # reduced over its own row only, so the result is bitwise that of the one-call version.
+    out = np.empty(X.shape, dtype=np.float32)
+    step = max(1, (1 << 20) // max(1, 4 * X.shape[1]))
+    for a in range(0, X.shape[0], step):
+        block = X[a : a + step]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        np.divide(block, np.where(norms > 0, norms, 1), out=out[a : a + step])
+    return out
 
 
 def _read_labels(labels) -> np.ndarray:

@@ -227,21 +227,35 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
         return d[:, 0] if d.shape[1] == 1 else d
 
     def predict_proba(self, X):
-        return _softmax(_decision_matrix(self.decision_function(X)) / self.temperature)
+        X = X if hasattr(X, "shape") else np.asarray(X)
+        out = None
+        for a, p in self._proba_chunks(X):
+            if out is None:
+                out = np.empty((X.shape[0], p.shape[1]), dtype=np.float64)
+            out[a : a + p.shape[0]] = p
+        if out is None:  # no rows
+            return _softmax(_decision_matrix(self.decision_function(X)) / self.temperature)
+        return out
 
     def _proba_chunks(self, X, chunk_rows: int | None = None):
         """``(start, float64 probabilities of rows start:start+k)``, chunk by chunk.
 
-        The decision values are computed once for all rows (one GEMM, as ``predict_proba``
-        does) and the softmax row chunk by row chunk: every value is bitwise the one of
-        ``predict_proba``, without its ``(n, C)`` float64 matrix.
+        Decision values, softmax and (with ``normalize``) the rows' normalisation are computed
+        row chunk by row chunk, so no ``(n, C)`` float64 temporary, no float32 decision matrix
+        and no normalised copy of ``X`` is ever whole (on all rows at once, a 1e6-row,
+        100-class pool took float32 decision values, their float64 copy and two more float64
+        ``(n, C)`` temporaries beside the result: 2.8 GB by their sizes). Every value is bitwise the one of the whole-array computation: each row
+        is scored on the large-GEMM path (:meth:`decision_function`), and the softmax and the
+        normalisation reduce over a row's own values only.
         """
-        d = self.decision_function(X)
-        n = d.shape[0]
-        cols = 2 if d.ndim == 1 else d.shape[1]
+        X = X if hasattr(X, "shape") else np.asarray(X)
+        n = X.shape[0]
+        n_cols = self.coef32_.shape[1]
+        cols = 2 if n_cols == 1 else n_cols
         step = chunk_rows or max(1, (32 << 20) // (8 * cols))
         for a in range(0, n, step):
-            yield a, _softmax(_decision_matrix(d[a : a + step]) / self.temperature)
+            d = self.decision_function(X[a : a + step])
+            yield a, _softmax(_decision_matrix(d) / self.temperature)
 
     def predict_top2_margin(self, X, chunk_size=None):
         """``af.top2_margin(self.predict_proba(X))`` (bitwise) without the probability matrix.

@@ -234,3 +234,18 @@ def test_damaged_parquet_and_hdf5_are_one_line_errors(tmp_path):
         (tmp_path / name).write_bytes(b"garbage")
         with pytest.raises(ValueError, match="cannot read"):
             load_features(tmp_path / name)
+
+
+def test_l2_normalize_blocks_are_bitwise_the_one_call_result():
+    # rows are normalised in blocks of about 1 MiB; each row's value must not depend on them
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((5000, 300)).astype(np.float32) * 7
+    X[17] = 0
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    expected = X / np.where(norms > 0, norms, 1)
+    got = l2_normalize(X)
+    assert got.dtype == np.float32 and got.shape == X.shape
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got[17], 0)
+    np.testing.assert_array_equal(l2_normalize(X[:3]), expected[:3])
+    assert l2_normalize(np.zeros((0, 4))).shape == (0, 4)

@@ -250,3 +250,50 @@ def test_user_strategy_returning_bad_picks_is_refused():
 def test_clone_of_counting_classifier_keeps_fused_method():
     # make_classifier clones estimator objects: the subclass (and its fused method) survives
     assert hasattr(clone(CountingLogReg()), "predict_top2_margin")
+
+
+def _digits_split():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    perm = np.random.default_rng(0).permutation(y.size)
+    tr, te = perm[:1400], perm[1400:]
+    return X[tr] / 16.0, y[tr], X[te] / 16.0, y[te]
+
+
+def test_warm_start_classifier_is_kept_per_run_and_strategy_and_matches_cold():
+    # A classifier with warm_start=True is built once per (run, strategy) and refitted, so every
+    # fit after the first starts from the previous one. With the folds a cold fit deals and a
+    # tolerance tight enough that both solves reach the same optimum, the warm run's picks and
+    # accuracies are the cold run's (docs/svm.md, "warm start": SVCCV's own sticky folds
+    # cross-validate on other folds, so there the C choice can differ where two C tie).
+    from alamp_fast.al.loop import keeps_warm
+    from alamp_fast.svm import SVCCV
+
+    fits = []
+
+    class Recording(SVCCV):
+        _STICKY_FOLDS = False  # the folds of a cold fit
+
+        def fit(self, X, y, sample_weight=None):
+            super().fit(X, y, sample_weight)
+            fits.append((id(self), X.shape[0], self.warm_started_))
+            return self
+
+    X, y, Xt, yt = _digits_split()
+    kw = dict(strategies=("alamp", "margin"), init=40, step=40, iterations=3, runs=2, seed=0)
+    cold = simulate(X, y, Xt, yt, classifier=SVCCV(tol=1e-10), **kw)
+    warm_clf = Recording(tol=1e-10, warm_start=True)
+    assert keeps_warm(warm_clf) and not keeps_warm(SVCCV()) and not keeps_warm(object())
+    warm = simulate(X, y, Xt, yt, classifier=warm_clf, **kw)
+    # 2 runs x 2 strategies, 4 fits each: one estimator per (run, strategy)
+    assert len(fits) == 16 and len({f[0] for f in fits}) == 4
+    for k in range(4):
+        group = fits[4 * k : 4 * k + 4]
+        assert len({f[0] for f in group}) == 1
+        assert [f[1] for f in group] == [40, 80, 120, 160]
+        assert [f[2] for f in group] == [False, True, True, True]
+    for key in kw["strategies"]:
+        for a, b in zip(cold.records[key], warm.records[key], strict=True):
+            np.testing.assert_array_equal(a.order, b.order)
+            np.testing.assert_array_equal(a.accuracy, b.accuracy)

@@ -256,3 +256,26 @@ def test_af_svm_classifier():
     res = simulate(X, y, Xt, yt, strategies=["margin"], classifier="af-svm", init=10, step=5,
                    iterations=1, runs=1)
     assert res.records["margin"][0].accuracy[-1] > 0.5
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_softmax_linear_svc_chunked_probabilities_are_bitwise_whole(normalize):
+    # predict_proba works row chunk by row chunk (no (n, C) float64 temporaries); every value
+    # must be the one of the whole-array formula, whatever the chunk boundaries
+    from alamp_fast.protocol import _decision_matrix, _softmax
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 40)).astype(np.float32)
+    y = rng.integers(0, 7, size=3000)
+    clf = SoftmaxLinearSVC(random_state=0, normalize=normalize).fit(X[:300], y[:300])
+    whole = _softmax(_decision_matrix(clf.decision_function(X)) / clf.temperature)
+    got = clf.predict_proba(X)
+    assert got.dtype == np.float64 and got.shape == (3000, 7)
+    np.testing.assert_array_equal(got, whole)
+    for chunk in (1, 7, 1000):
+        parts = dict(clf._proba_chunks(X, chunk))
+        assert sorted(parts) == list(range(0, 3000, chunk))
+        np.testing.assert_array_equal(np.concatenate([parts[a] for a in sorted(parts)]), whole)
+    np.testing.assert_array_equal(clf.predict_proba(X[:5].tolist()), whole[:5])
+    assert clf.predict_proba(X[:0]).shape == (0, 7)
+    assert pool_probs(clf, X, 9, np.float32).shape == (3000, 9)

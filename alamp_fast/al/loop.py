@@ -20,6 +20,11 @@ The scheme object (duck-typed) provides::
     new_classifier(run_seed, iteration) -> an unfitted classifier (fit, predict)
     pool_view(clf, strategy) -> PoolView   what the strategy reads, computed once
 
+A classifier with ``warm_start=True`` (:class:`~alamp_fast.svm.SVCCV`, the ``af-svm-cv``
+classifier, or a user's estimator with that parameter) is built once per (run, strategy) and
+refitted at every iteration, so each fit starts from the previous one (:func:`keeps_warm`);
+every other classifier is built afresh at every iteration.
+
 ``pool_view`` is where a scheme takes the fused path: a strategy with ``accepts_margin``
 gets the pool's top-2 margins and top classes (e.g. from ``predict_top2_margin``), never the
 ``(n_pool, n_classes)`` probability matrix.
@@ -55,6 +60,7 @@ __all__ = [
     "remove_checkpoint",
     "run_protocol",
     "eval_scores",
+    "keeps_warm",
     "warm_up",
 ]
 
@@ -479,10 +485,13 @@ def _one_run(setup, scheme, strategy, key, run, rseed, initial, bar) -> RunRecor
     }
     labeled_counts = np.zeros(n_points, dtype=np.int64)
     class_counts = np.zeros((n_points, n_classes), dtype=np.int64)
+    clf = None
     for it in range(n_points):
         labeled = np.concatenate(order)
         t0 = time.perf_counter()
-        clf = scheme.new_classifier(rseed, it)
+        if clf is None or not keeps_warm(clf):
+            # one estimator per (run, strategy) where it warm-starts from its previous fit
+            clf = scheme.new_classifier(rseed, it)
         clf.fit(scheme.X_pool[labeled], y_pool[labeled])
         t1 = time.perf_counter()
         y_pred = np.asarray(clf.predict(scheme.X_test))
@@ -526,6 +535,20 @@ def _one_run(setup, scheme, strategy, key, run, rseed, initial, bar) -> RunRecor
         order=np.concatenate(order),
         **rec,
     )
+
+
+def keeps_warm(clf) -> bool:
+    """Whether the loop refits ``clf`` in the next iteration instead of building a new one.
+
+    True for an estimator whose ``warm_start`` parameter is True (scikit-learn's convention:
+    :class:`~alamp_fast.svm.SVCCV` keeps its fold solutions and starts the next ``fit`` from
+    them). Such a refit on the grown labeled set solves the same problems as a fresh
+    estimator would; ``SVCCV`` keeps the folds of rows seen before, so its cross-validation
+    folds differ from a fresh fit's, and only where two ``C`` score within noise of each
+    other can its choice of ``C`` (and so the picks) differ from a cold run's.
+    """
+    flag = getattr(clf, "warm_start", False)
+    return isinstance(flag, (bool, np.bool_)) and bool(flag)
 
 
 def _host_int64(picks) -> np.ndarray:
