@@ -1607,7 +1607,12 @@ class Project:
                 rng = np.random.default_rng([run_seed, round_no])
                 picks = rng.choice(np.flatnonzero(y < 0), size=b, replace=False).astype(np.int64)
             else:
-                from alamp_fast.protocol import _scatter_rows, make_classifier, pool_probs
+                from alamp_fast.protocol import (
+                    _scatter_rows,
+                    make_classifier,
+                    pool_probs,
+                    pool_top2_margin,
+                )
 
                 cost_sensitive = settings["cost_sensitive"]
                 if cost_sensitive is None:
@@ -1626,6 +1631,19 @@ class Project:
                     clf.fit(X[labeled], y[labeled])
 
                 def query(strategy):
+                    if client is None and (strategy.accepts_margin or not strategy.needs_probs):
+                        # the fused path (as simulate's): one scoring pass gives the margins
+                        # and top classes, never the (n_pool, n_classes) probability matrix
+                        margin_all, top_all = pool_top2_margin(clf, X, n_classes)
+                        fused = (
+                            {"margin": margin_all, "top_class": top_all}
+                            if strategy.accepts_margin
+                            else {}
+                        )
+                        res = strategy.query_result(None, b, labeled=labeled, features=X, **fused)
+                        picks = np.asarray(res, dtype=np.int64)
+                        ranking = res.scores if strategy.name in _RANKED else None
+                        return (picks, *_batch_rows(picks, margin_all, top_all, ranking))
                     # the pool, or its row chunks on the cluster's workers
                     X_work = (
                         X if client is None else _scatter_rows(client, X, chunk_rows, n_classes)
