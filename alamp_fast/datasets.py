@@ -62,8 +62,11 @@ class Dataset:
         }
 
 
-def l2_normalize(X: np.ndarray) -> np.ndarray:
+def l2_normalize(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rows scaled to unit Euclidean norm (all-zero rows stay zero), as float32.
+
+    ``out``: a float32 array of ``X``'s 2-D shape to write the result to (``X`` itself
+    normalises in place); default: a new array.
 
     Examples
     --------
@@ -71,13 +74,22 @@ def l2_normalize(X: np.ndarray) -> np.ndarray:
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     X = np.asarray(X, dtype=np.float32)
+    if out is not None and (
+        not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != X.shape
+        or X.ndim != 2
+    ):
+        raise ValueError(
+            f"out must be a float32 array of shape {X.shape} (2-D), got "
+            f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
+        )
     if X.ndim != 2 or X.shape[0] == 0:
         norms = np.linalg.norm(X, axis=1, keepdims=True)
-        return X / np.where(norms > 0, norms, 1)
+        return X / np.where(norms > 0, norms, 1) if out is None else out
     # Row blocks of about 1 MiB: the squares and norms of a block stay in cache (a whole 1e6 x
     # 512 pool in one call wrote and re-read a 2 GB temporary: 3x slower). Each row's norm is
     # reduced over its own row only, so the result is bitwise that of the one-call version.
-    out = np.empty(X.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(X.shape, dtype=np.float32)
     step = max(1, (1 << 20) // max(1, 4 * X.shape[1]))
     for a in range(0, X.shape[0], step):
         block = X[a : a + step]

@@ -613,7 +613,7 @@ def _load_pool(
                 if known_sha is None:
                     h.update(part)
                 if normalize:
-                    part[...] = l2_normalize(part)
+                    l2_normalize(part, out=part)  # in place: no block-sized temporary
             if known_sha is not None:  # the same file as verified before (see Project._pool)
                 return _PoolData(X, known_sha, known_sha)
             sha_all = h.hexdigest()

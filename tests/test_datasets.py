@@ -249,3 +249,18 @@ def test_l2_normalize_blocks_are_bitwise_the_one_call_result():
     np.testing.assert_array_equal(got[17], 0)
     np.testing.assert_array_equal(l2_normalize(X[:3]), expected[:3])
     assert l2_normalize(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_l2_normalize_in_place_and_bad_out():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((3000, 200)).astype(np.float32)
+    expected = l2_normalize(X)
+    Y = X.copy()
+    assert l2_normalize(Y, out=Y) is Y
+    np.testing.assert_array_equal(Y, expected)
+    out = np.empty_like(X)
+    assert l2_normalize(X, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    for bad in (np.empty((3000, 200)), np.empty((10, 200), np.float32), [[0.0]]):
+        with pytest.raises(ValueError, match="out must be a float32 array of shape"):
+            l2_normalize(X, out=bad)
