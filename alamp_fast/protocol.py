@@ -252,7 +252,9 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
         n = X.shape[0]
         n_cols = self.coef32_.shape[1]
         cols = 2 if n_cols == 1 else n_cols
-        step = chunk_rows or max(1, (32 << 20) // (8 * cols))
+        # 8 MiB of float64 probabilities per chunk: the softmax temporaries stay small (a few
+        # chunks of them are alive at once) and each chunk is still a large GEMM
+        step = chunk_rows or max(1, (8 << 20) // (8 * cols))
         for a in range(0, n, step):
             d = self.decision_function(X[a : a + step])
             yield a, _softmax(_decision_matrix(d) / self.temperature)

@@ -703,6 +703,19 @@ def _read_ids(source: dict, pool_path: str, n_rows: int) -> np.ndarray:
     return ids
 
 
+def _pool_ids(source: dict, pool_path: str, n_rows: int, known: np.ndarray) -> np.ndarray:
+    """The ids of a pool of ``n_rows`` rows whose first ones the state knows (``known``).
+
+    Row-number ids (``kind == "rows"``) cannot change: the known ones are taken from the state
+    and only appended rows get new ones (writing a million of them took 0.24 s a round).
+    """
+    if source["kind"] == "rows" and known.shape[0] <= n_rows:
+        if known.shape[0] == n_rows:
+            return known
+        return np.concatenate([known, np.arange(known.shape[0], n_rows).astype(str)])
+    return _read_ids(source, pool_path, n_rows)
+
+
 def _read_csv_column(path: str, column: str) -> list[str]:
     header, rows = _read_csv(path)
     col = _find_column(header, column, path)
@@ -1339,7 +1352,7 @@ class Project:
         sig = _file_signature(path, option)
         trusted = sig is not None and sig == meta.get("signature")
         if trusted and not features:
-            ids = _read_ids(meta["ids"], path, n_old)
+            ids = _pool_ids(meta["ids"], path, n_old, st.ids)
             if not np.array_equal(ids, st.ids):
                 trusted = False  # an ids file that changed: the full check below says how
             else:
@@ -1360,7 +1373,7 @@ class Project:
                 f"the pool file {path} changed: it has {X.shape[0]} rows, the "
                 f"project's had {n_old} (rows may be appended, not removed)"
             )
-        ids = _read_ids(meta["ids"], path, X.shape[0])
+        ids = _pool_ids(meta["ids"], path, X.shape[0], st.ids)
         differ = np.flatnonzero(ids[:n_old] != st.ids)
         if differ.size:
             r = int(differ[0])
@@ -1676,6 +1689,9 @@ class Project:
                     scores = np.asarray(ranked, dtype=np.float64)
                 elif strategy.name == "coreset":
                     scores = _kcenter_distances(X, labeled, picks)
+            # the pool's features are done with: freed before the state is serialised, so the
+            # round's peak memory is the pool plus the scoring, not the pool plus the state
+            X = None
             _fault("select:queried")
             _check_picks(picks, b, y)
 
