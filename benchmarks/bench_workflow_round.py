@@ -13,7 +13,8 @@ the version is picked by ``PYTHONPATH``, checked by the child from ``alamp_fast.
 (b) big pool, ``--big-rows`` (1e6) x ``--big-dim`` (512) float32 ``.npy``, ``--big-classes``
     (100) classes, budget ``--big-budget`` (2,000): every ``select`` runs in its own
     subprocess (wall with start-up, peak RSS from ``os.wait4``). The first, random round's wall
-    (target < 3 s), a strategy round's in-process ``select`` time against (classifier fit +
+    (target < 3 s), a strategy round's in-process ``select`` time (median of ``--repeats``
+    runs on copies of the project) against (classifier fit +
     one scoring pass over the pool, read and normalised chunk by chunk + the strategy's
     selection) measured with today's code in the same run (target <= 1.5x), and ``select``'s
     peak RSS against the pool file's size (target < 1.3x).
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -374,6 +376,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3, help="strategy rounds in (a)")
     ap.add_argument("--strategy", default="alamp")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="repetitions of (a) and of (b)'s strategy round and reference")
     ap.add_argument("--big-rows", type=int, default=1_000_000)
     ap.add_argument("--big-dim", type=int, default=512)
     ap.add_argument("--big-classes", type=int, default=100)
@@ -428,22 +432,26 @@ def main(argv=None) -> int:
     if "a" not in skip:
         pool, lab = work / "a_pool.npy", work / "a_y.npy"
         make_pool(pool, lab, args.rows, args.dim, args.classes, 2)
-        part = {}
-        for name, root in versions.items():
-            part[name] = run_child(
-                "round", root, project=work / f"a_{name}_{time.time_ns()}", pool=pool,
-                labels=lab, classes=args.classes, budget=args.budget, rounds=args.rounds,
-                strategy=args.strategy)
-            print(f"(a) {name}: {part[name]}", flush=True)
+        part = {k: [] for k in versions}
+        for rep in range(args.repeats):  # the versions alternate: both see the same load drift
+            for name, root in versions.items():
+                r = run_child(
+                    "round", root, project=work / f"a_{name}_{time.time_ns()}", pool=pool,
+                    labels=lab, classes=args.classes, budget=args.budget, rounds=args.rounds,
+                    strategy=args.strategy)
+                part[name].append(r)
+                print(f"(a) {name} #{rep}: {r}", flush=True)
 
-        def strat_time(r):
-            return float(np.median([x["select_s"] for x in r["rounds"][1:]]))
+        def strat_times(runs):
+            return [x["select_s"] for r in runs for x in r["rounds"][1:]]
 
-        part["strategy_round_s"] = {k: strat_time(part[k]) for k in versions}
+        part["strategy_round_s"] = {
+            k: round(float(np.median(strat_times(part[k]))), 3) for k in versions}
+        part["strategy_round_s_all"] = {k: strat_times(part[k]) for k in versions}
         part["speedup_old_over_new"] = round(
             part["strategy_round_s"]["old"] / part["strategy_round_s"]["new"], 2)
         part["scoring_calls_per_strategy_round"] = {
-            k: [x["scoring_calls"] for x in part[k]["rounds"][1:]] for k in versions}
+            k: [x["scoring_calls"] for r in part[k] for x in r["rounds"][1:]] for k in versions}
         part["targets"] = {
             "one_scoring_call": all(
                 c == 1 for c in part["scoring_calls_per_strategy_round"]["new"]),
@@ -465,14 +473,31 @@ def main(argv=None) -> int:
             r = {"init": run_child("init", root, **common)}
             r["first_round"] = run_child("select", root, **common)
             run_child("label", root, **common)
-            r["strategy_round"] = run_child("select", root, preimport=True, **common)
             if name == "new":
-                r["reference"] = run_child("reference", root, **common)
+                # the same strategy round on copies of the project, alternating with the
+                # reference, so both see the same load; medians below
+                r["strategy_rounds"], r["references"] = [], []
+                for rep in range(args.repeats):
+                    copy = work / f"{proj.name}_rep{rep}"
+                    shutil.copytree(proj, copy)
+                    r["strategy_rounds"].append(
+                        run_child("select", root, preimport=True, **{**common, "project": copy}))
+                    r["references"].append(
+                        run_child("reference", root, **{**common, "project": copy}))
+                    shutil.rmtree(copy)
+            else:
+                r["strategy_rounds"] = [run_child("select", root, preimport=True, **common)]
             part[name] = r
             print(f"(b) {name}: {r}", flush=True)
         new = part["new"]
-        ratio = new["strategy_round"]["select_s"] / new["reference"]["needed_s"]
-        peak = max(new["first_round"]["peak_rss_mb"], new["strategy_round"]["peak_rss_mb"])
+        sel = float(np.median([x["select_s"] for x in new["strategy_rounds"]]))
+        needed = float(np.median([x["needed_s"] for x in new["references"]]))
+        ratio = sel / needed
+        part["strategy_round_select_s_median"] = round(sel, 3)
+        part["needed_s_median"] = round(needed, 3)
+        part["old_strategy_round_select_s"] = part["old"]["strategy_rounds"][0]["select_s"]
+        peak = max([new["first_round"]["peak_rss_mb"]]
+                   + [x["peak_rss_mb"] for x in new["strategy_rounds"]])
         part["strategy_round_over_needed"] = round(ratio, 2)
         part["select_peak_over_pool_file"] = round(peak / size_mb, 2)
         part["targets"] = {
