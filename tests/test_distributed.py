@@ -13,8 +13,11 @@ import argparse
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -124,6 +127,40 @@ def _slow(block, delay: float):
     return block
 
 
+# Tests that kill Dask workers run in a fresh interpreter of their own. In the process that
+# has imported torch (the whole suite does, through the finetune and integrations modules),
+# a LocalCluster whose worker is killed stops hearing from its nannies: the call then waits
+# forever instead of retrying or raising KilledWorker. A fresh process is what a user's
+# `select --scheduler` or a script calling af.* on dask arrays is, too.
+_FRESH_CHILD = "ALAMP_FAST_TEST_FRESH_INTERPRETER"
+
+
+def in_fresh_interpreter(test):
+    if os.environ.get(_FRESH_CHILD) == "1":
+        return test
+
+    def run_in_child():
+        root = Path(__file__).resolve().parents[1]
+        node = f"{Path(__file__).resolve()}::{test.__name__}"
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+               "-o", "addopts=", "-W", "ignore::DeprecationWarning", node]
+        try:
+            out = subprocess.run(cmd, cwd=root, env={**os.environ, _FRESH_CHILD: "1"},
+                                 capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"{test.__name__} did not finish in 600 s in its own interpreter:\n"
+                        f"{(exc.stdout or '')[-3000:]}")
+        assert out.returncode == 0, (
+            f"{test.__name__} failed in its own interpreter (exit {out.returncode}):\n"
+            + (out.stdout + out.stderr)[-6000:]
+        )
+        assert " passed" in out.stdout, out.stdout[-3000:]
+
+    run_in_child.__name__ = test.__name__
+    run_in_child.__doc__ = test.__doc__
+    return run_in_child
+
+
 class WorkerKiller:
     """SIGKILL one worker process (started by this test's cluster) ``delay`` seconds after
     start; its nanny then restarts it under a new address."""
@@ -189,6 +226,7 @@ def fresh_client():
         yield c
 
 
+@in_fresh_interpreter
 def test_selection_survives_a_worker_killed_mid_run(fresh_client, rng):
     n = 4000
     s = tied_scores(rng, n, np.float32)
@@ -270,6 +308,7 @@ def test_diversify_is_identical(client, rng, labels, largest):
     assert_exact(af.diversify(sd, pc, 60, largest=largest), want, "numpy pseudo_class")
 
 
+@in_fresh_interpreter
 def test_kcenter_survives_a_worker_killed_mid_run(fresh_client, rng):
     n = 3000
     X = rng.standard_normal((n, 4)).astype(np.float32)
@@ -367,6 +406,7 @@ def _poison(block, block_info=None):
     return block
 
 
+@in_fresh_interpreter
 def test_a_chunk_that_kills_its_workers_fails_the_call(fresh_client, rng):
     s = rng.random(1000)
     sd = as_dask(s, (250,) * 4).map_blocks(_poison, meta=s[:0])
