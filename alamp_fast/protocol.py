@@ -60,11 +60,10 @@ import numpy as np
 
 from alamp_fast._dispatch import array_library
 from alamp_fast.al.loop import (
-    Checkpoint,
     PoolView,
-    array_digest,
     check_int,
     check_picks,
+    open_checkpoint,
     prepare_protocol,
     run_protocol,
     warm_up,
@@ -721,17 +720,10 @@ def simulate(
         "pool_ir": setup.pool_ir,
         "pool_class_counts": setup.pool_counts.tolist(),
     }
-    ckpt = None
-    if checkpoint is not None:
-        ckpt = Checkpoint(
-            checkpoint,
-            {
-                "config": config,
-                "dataset": dataset_info,
-                "data": array_digest(X_pool, setup.y_pool, X_test, setup.y_eval),
-            },
-            resume=resume,
-        )
+    ckpt = open_checkpoint(
+        checkpoint, config=config, dataset=dataset_info,
+        arrays=(X_pool, setup.y_pool, X_test, setup.y_eval), resume=resume,
+    )
 
     warm_up(names, setup.objects, setup.strategy_kwargs, get_strategy, n_classes, X_pool)
     for dtype in {probs_dtype, np.dtype(np.float64)} - {np.dtype(np.float64)}:

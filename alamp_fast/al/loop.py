@@ -294,6 +294,15 @@ def make_progress(progress, total: int, desc: str, initial: int = 0):
 # ----------------------------------------------------------------------------- checkpoints
 
 
+def open_checkpoint(path, *, config: dict, dataset: dict, arrays, resume: bool):
+    """The :class:`Checkpoint` of one simulation at ``path`` (None: no checkpoint), identified
+    by its configuration, its dataset description and a digest of its data ``arrays``."""
+    if path is None:
+        return None
+    meta = {"config": config, "dataset": dataset, "data": array_digest(*arrays)}
+    return Checkpoint(path, meta, resume=resume)
+
+
 class Checkpoint:
     """Per-(strategy, run) records of one simulation in a directory, written atomically.
 

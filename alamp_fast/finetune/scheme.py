@@ -23,9 +23,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from alamp_fast.al.loop import (
-    Checkpoint,
     PoolView,
-    array_digest,
+    open_checkpoint,
     prepare_protocol,
     run_protocol,
     warm_up,
@@ -396,17 +395,10 @@ def simulate_ft(
         "pool_ir": setup.pool_ir,
         "pool_class_counts": setup.pool_counts.tolist(),
     }
-    ckpt = None
-    if checkpoint is not None:
-        ckpt = Checkpoint(
-            checkpoint,
-            {
-                "config": config_doc,
-                "dataset": dataset_info,
-                "data": array_digest(X_pool, setup.y_pool, X_test, setup.y_eval),
-            },
-            resume=resume,
-        )
+    ckpt = open_checkpoint(
+        checkpoint, config=config_doc, dataset=dataset_info,
+        arrays=(X_pool, setup.y_pool, X_test, setup.y_eval), resume=resume,
+    )
     rng = np.random.default_rng(0)
     warm_up(
         names,
