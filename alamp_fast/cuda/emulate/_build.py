@@ -296,7 +296,8 @@ def _key(*parts: str) -> str:
 
 
 def _runtime_object(cxx: str, build_mode: str, version: str) -> Path:
-    src = (HERE / "runtime.cpp").read_text()
+    # emu_ops.h is the runtime's contract with the device header: a change to it rebuilds both
+    src = (HERE / "runtime.cpp").read_text() + (HERE / "emu_ops.h").read_text()
     flags = (*_COMMON, *_RUNTIME_FLAGS[build_mode])
     out = cache_root() / "runtime" / f"runtime-{build_mode}-{_key(src, *flags, version)}.o"
     if out.exists():
@@ -326,7 +327,7 @@ def build(code: str, expressions, build_mode: str | None = None) -> Path:
     expressions = list(expressions)
     flags = (*_COMMON, *_MODE_FLAGS[build_mode])
     emu_h = (HERE / "emu.h").read_text()
-    runtime = (HERE / "runtime.cpp").read_text()
+    runtime = (HERE / "runtime.cpp").read_text() + (HERE / "emu_ops.h").read_text()
     key = _key(code, "\n".join(expressions), *flags, version, emu_h, runtime, build_mode)
     folder = cache_root() / key
     lib = folder / "kernels.so"

@@ -48,26 +48,7 @@ extern "C" dim3 af_emu_block_dim;
 extern "C" dim3 af_emu_grid_dim;
 
 // Out of line, in runtime.cpp (never instrumented).
-enum WarpOp : int {
-    OP_SHFL_IDX = 1,
-    OP_SHFL_UP,
-    OP_SHFL_DOWN,
-    OP_SHFL_XOR,
-    OP_BALLOT,
-    OP_ANY,
-    OP_ALL,
-    OP_MATCH_ANY,
-    OP_MATCH_ALL,
-    OP_SYNCWARP,
-    OP_REDUX_ADD,
-    OP_REDUX_MIN,
-    OP_REDUX_MAX,
-    OP_REDUX_UMIN,
-    OP_REDUX_UMAX,
-    OP_REDUX_AND,
-    OP_REDUX_OR,
-    OP_REDUX_XOR,
-};
+#include "emu_ops.h"
 extern "C" unsigned long long af_emu_warp_op(int op, unsigned mask, unsigned long long bits,
                                              int size, int arg, int width, int line);
 extern "C" int af_emu_barrier(int kind, int pred, int line);

@@ -35,6 +35,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "emu_ops.h"
+
 #define AF_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace af_emu {
@@ -47,27 +49,6 @@ struct dim3 {
 struct ThreadInfo {
     uint3 tid;
     unsigned lane;
-};
-// as in emu.h
-enum WarpOp : int {
-    OP_SHFL_IDX = 1,
-    OP_SHFL_UP,
-    OP_SHFL_DOWN,
-    OP_SHFL_XOR,
-    OP_BALLOT,
-    OP_ANY,
-    OP_ALL,
-    OP_MATCH_ANY,
-    OP_MATCH_ALL,
-    OP_SYNCWARP,
-    OP_REDUX_ADD,
-    OP_REDUX_MIN,
-    OP_REDUX_MAX,
-    OP_REDUX_UMIN,
-    OP_REDUX_UMAX,
-    OP_REDUX_AND,
-    OP_REDUX_OR,
-    OP_REDUX_XOR,
 };
 }  // namespace af_emu
 using namespace af_emu;
