@@ -17,7 +17,8 @@ binary search for the D^2 draw. Extra memory is O(n).
 Backends: numpy (and torch CPU tensors, viewed zero-copy) run a fused numba pass; torch CUDA
 tensors run the same steps as torch operations on their device, CuPy arrays as CuPy
 operations (a cuBLAS matrix-vector product per factor, no host synchronisation inside the
-loop). Results come back in the input's library and on its device.
+loop). Which one runs is the device rule of :mod:`alamp_fast._backend`, the kernels' rule;
+results come back in the input's library and on its device.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import contextlib
 import numpy as np
 from numba import njit, prange
 
-from alamp_fast._dispatch import _torch_to_numpy, array_library
+from alamp_fast import _backend
 from alamp_fast._parallel import twins
 from alamp_fast._validate import (
     as_float_array,
@@ -309,11 +310,7 @@ def _check_shapes(p_shape, h_shape) -> None:
 
 
 def _taken_mask(exclude, n: int) -> np.ndarray:
-    lib = array_library(exclude)
-    if lib in ("torch", "torch-cuda"):
-        exclude = exclude.detach().cpu().numpy()
-    elif lib == "cupy":
-        exclude = exclude.get()
+    exclude = _backend.to_host(exclude)
     taken = np.zeros(n, dtype=bool)
     taken[as_index_array(exclude, "exclude", n)] = True
     return taken
@@ -368,45 +365,25 @@ def _device_inputs(ops, probs, embeddings):
     return P, H
 
 
-def _gpu_ops(lib, probs, embeddings, device):
-    """The device ops for a GPU call and the inputs moved to that device."""
+def _gpu_ops(p: _backend.Plan, probs, embeddings, device):
+    """The device ops for a GPU plan and the inputs moved to that device: GPU input in its own
+    library, host input in torch if it sees a GPU, else CuPy (the device rule of
+    :mod:`alamp_fast._backend`)."""
+    lib = _backend.gpu_library("badge", p, device, ("torch-cuda", "cupy"))
+    index = p.index or 0
     if lib == "cupy":
         import cupy
 
-        dev = probs.device.id if array_library(probs) == "cupy" else embeddings.device.id
-        with cupy.cuda.Device(dev):
-            return _CupyOps(cupy, dev), cupy.asarray(probs), cupy.asarray(embeddings)
-    if lib == "torch-cuda":
-        import torch
+        with cupy.cuda.Device(index):
+            return _CupyOps(cupy, index), cupy.asarray(probs), cupy.asarray(embeddings)
+    import torch
 
-        dev = probs.device if array_library(probs) == "torch-cuda" else embeddings.device
-        return (
-            _TorchOps(dev),
-            torch.as_tensor(probs, device=dev),
-            torch.as_tensor(embeddings, device=dev),
-        )
-    # host arrays with device="cuda[:N]": torch if it sees a GPU, else CuPy
-    index = int(str(device).split(":")[1]) if ":" in str(device) else 0
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is not None and torch.cuda.is_available():
-        dev = torch.device("cuda", index)
-        return (
-            _TorchOps(dev),
-            torch.as_tensor(probs, device=dev),
-            torch.as_tensor(embeddings, device=dev),
-        )
-    try:
-        import cupy
-    except ImportError as exc:
-        raise ImportError(
-            f"badge(device={device!r}) needs torch with CUDA or CuPy: "
-            "pip install 'alamp_fast[torch]' or 'alamp_fast[gpu]'"
-        ) from exc
-    with cupy.cuda.Device(index):
-        return _CupyOps(cupy, index), cupy.asarray(probs), cupy.asarray(embeddings)
+    dev = torch.device("cuda", index)
+    return (
+        _TorchOps(dev),
+        torch.as_tensor(probs, device=dev),
+        torch.as_tensor(embeddings, device=dev),
+    )
 
 
 def _run_device(ops, probs, embeddings, b, rng, exclude):
@@ -450,14 +427,17 @@ def badge(probs, embeddings, b, seed=None, *, exclude=None, device=None):
     exclude : int indices or boolean mask, optional
         Rows never picked (the labeled set). They are not centers either: BADGE clusters the
         unlabeled pool only.
-    device : None, "cpu" or "cuda[:N]"
-        ``"cuda"`` runs numpy input on the GPU (torch if it sees CUDA, else CuPy) and returns
-        numpy. torch CUDA tensors and CuPy arrays run on their device without it.
+    device : None, "cpu", "cuda[:N]" or a torch.device
+        Where to run, by the rule of :mod:`alamp_fast._backend` (the kernels' rule):
+        ``"cuda"`` runs host input on the GPU (torch if it sees CUDA, else CuPy) and returns it
+        in the input's library on the host. torch CUDA tensors and CuPy arrays run on their
+        device without it; with ``device="cpu"`` they raise ``ValueError``.
 
     Returns
     -------
-    (b,) int64 indices in the order picked, in the input's array library and on its device
-    (numpy for numpy; torch for torch tensors; CuPy for CuPy arrays).
+    (b,) int64 indices in the order picked, in the inputs' array library and on their device
+    (numpy for numpy; torch for torch tensors; CuPy for CuPy arrays). ``exclude`` counts as an
+    input: a torch ``exclude`` with numpy ``probs`` gives torch picks.
 
     Notes
     -----
@@ -480,31 +460,20 @@ def badge(probs, embeddings, b, seed=None, *, exclude=None, device=None):
     >>> len(picks), int(picks[0]), 0 in picks.tolist()
     (3, 1, False)
     """
-    if device is not None and str(device) != "cpu" and not str(device).startswith("cuda"):
-        raise ValueError(f"badge: device must be 'cpu' or 'cuda[:N]', got {device!r}")
-    libs = {array_library(a) for a in (probs, embeddings)} - {None, "numpy"}
-    if len(libs) > 1:
-        raise TypeError(f"badge: inputs mix array libraries {sorted(libs)}; pass one kind")
-    lib = libs.pop() if libs else "numpy"
-    if lib in ("torch-cuda", "cupy") and device is not None and str(device) == "cpu":
-        raise ValueError(f"badge: {lib} input cannot run with device='cpu'; move it first")
+    p = _backend.plan("badge", (probs, embeddings, exclude), device)
     rng = _rng(seed)
-    if lib == "torch":  # zero-copy numpy views of CPU tensors
-        probs, embeddings = _torch_to_numpy(probs), _torch_to_numpy(embeddings)
-
-    if lib in ("torch-cuda", "cupy"):
-        return _run_device(*_gpu_ops(lib, probs, embeddings, device), b, rng, exclude)
-    if device is not None and str(device) != "cpu":
-        ops, P, H = _gpu_ops(lib, probs, embeddings, device)
-        out = ops.to_host(_run_device(ops, P, H, b, rng, exclude))
+    if p.library == "torch":  # zero-copy numpy views of CPU tensors
+        probs, embeddings = _backend.to_host(probs), _backend.to_host(embeddings)
+    if p.on_gpu:
+        ops, P, H = _gpu_ops(p, probs, embeddings, device)
+        out = _run_device(ops, P, H, b, rng, exclude)
+        if p.library in _backend.GPU_LIBRARIES:
+            return out
+        out = ops.to_host(out)
     else:
         P, H = _host_inputs(probs, embeddings)
         taken = _taken_mask(exclude, P.shape[0])
         b = check_budget(b, P.shape[0] - int(taken.sum()), "candidates (rows not excluded)")
         uniforms = rng.random(max(b - 1, 0))
         out = _badge_cpu(P, H, taken, b, uniforms) if b else np.empty(0, dtype=np.int64)
-    if lib == "torch":
-        import torch
-
-        return torch.from_numpy(out)
-    return out
+    return _backend.numpy_to(p.library)(out)

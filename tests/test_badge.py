@@ -224,9 +224,13 @@ def test_badge_torch_cuda_matches_reference(rng):
     got = badge(torch.from_numpy(P).cuda(), torch.from_numpy(H).cuda(), 60, 11, exclude=exclude)
     assert isinstance(got, torch.Tensor) and got.device.type == "cuda" and got.dtype == torch.int64
     assert_exact(got.cpu().numpy(), want, "torch-cuda float64")
-    host = badge(P, H, 60, 11, exclude=torch.from_numpy(exclude).cuda(), device="cuda")
+    host = badge(P, H, 60, 11, exclude=exclude, device="cuda")
     assert isinstance(host, np.ndarray)
     assert_exact(host, want, "numpy with device='cuda'")
+    # the device rule counts exclude as an input: a torch CUDA exclude gives torch CUDA picks
+    mixed = badge(P, H, 60, 11, exclude=torch.from_numpy(exclude).cuda())
+    assert isinstance(mixed, torch.Tensor) and mixed.device.type == "cuda"
+    assert_exact(mixed.cpu().numpy(), want, "numpy data, torch CUDA exclude")
     # float32: the GEMVs round differently from the CPU; the picks are valid and start alike
     got32 = badge(
         torch.from_numpy(P.astype(np.float32)).cuda(),

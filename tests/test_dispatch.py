@@ -111,10 +111,19 @@ def test_device_cpu_keeps_the_input_library(rng, device):
     assert isinstance(af.margin(torch.from_numpy(P), device=device), torch.Tensor)
 
 
-@pytest.mark.parametrize("device", ["gpu", "cuda0", "tpu:0", 0])
+@pytest.mark.parametrize("device", ["gpu", "cuda0", "tpu:0", "cpu:0", "cuda:x", "CUDA", 0, 1.0])
 def test_device_invalid_is_named(device):
-    with pytest.raises(ValueError, match=rf"device must be 'cpu' or 'cuda\[:N\]', got {device!r}"):
+    # one rule for every entry point: a bad string is a ValueError, another type a TypeError
+    exc = ValueError if isinstance(device, str) else TypeError
+    want = rf"margin: device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got device={device!r}"
+    with pytest.raises(exc, match=want):
         af.margin(np.ones((3, 2)), device=device)
+    with pytest.raises(exc, match=rf"badge: .*got device={device!r}"):
+        af.badge(np.full((3, 2), 0.5), np.ones((3, 2)), 1, device=device)
+    from alamp_fast.svm import SVC
+
+    with pytest.raises(exc, match=rf"SVM: .*got device={device!r}"):
+        SVC(device=device).fit(np.arange(8.0).reshape(4, 2), [0, 1, 0, 1])
 
 
 @pytest.mark.skipif(_cuda_usable(), reason="a CUDA device is usable here")

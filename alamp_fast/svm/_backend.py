@@ -2,7 +2,8 @@
 
 The solver in :mod:`alamp_fast.svm._solver` is written once against the small namespace below;
 :func:`get_backend` picks the twin from the estimator's ``device`` once per ``fit`` or
-``predict`` call. The twins differ only where numpy and torch spell things differently
+``predict`` call, by the device rule of :mod:`alamp_fast._backend` (the one every entry point
+uses). The twins differ only where numpy and torch spell things differently
 (``axis``/``dim``, ``keepdims``/``keepdim``, eigensolver, stacked solves, host transfers).
 
 Importing this module does not import torch: :class:`TorchBackend` imports it when built.
@@ -14,6 +15,8 @@ import functools
 import os
 
 import numpy as np
+
+from alamp_fast._backend import parse_device
 
 # active-set systems at least this large are spread over a thread pool (below, the pool's
 # overhead would dominate)
@@ -270,22 +273,19 @@ class TorchBackend(NumpyBackend):
 
 
 def get_backend(device):
-    """The backend for an estimator's ``device``.
+    """The backend for an estimator's ``device``, parsed by the one device rule
+    (:func:`alamp_fast._backend.parse_device`: bad strings raise ``ValueError``, other types
+    ``TypeError``, both naming the value).
 
     ``"cpu"`` (the default) is numpy. ``"cuda"``, ``"cuda:N"`` and any ``torch.device``
     (``torch.device("cpu")`` included, to run the torch path on the host) are torch.
     """
-    if isinstance(device, str):
-        if device == "cpu":
-            return NumpyBackend()
-        if device == "cuda" or device.startswith("cuda:"):
-            return _torch_backend(device)
-        raise ValueError(
-            f"device={device!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or a torch.device"
-        )
-    if type(device).__module__.split(".")[0] == "torch" and type(device).__name__ == "device":
-        return _torch_backend(device)
-    raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
+    dev = parse_device(device, "SVM", any_torch_device=True)
+    if dev is None:
+        raise TypeError("SVM: device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got None")
+    if dev.kind == "cpu" and not dev.torch:
+        return NumpyBackend()
+    return _torch_backend(device)
 
 
 def _torch_backend(device):
