@@ -249,3 +249,77 @@ def test_inputs_are_not_modified(rng):
     af.kcenter_greedy(P, mask, 7)
     for a, b in zip((P, s, pc, idx, mask), before, strict=True):
         assert_exact(a, b, "input after the calls")
+
+
+# ---------------------------------------------------------------------------------------------
+# the one device rule (alamp_fast._backend.plan), shared by the kernels, badge and the SVMs
+
+
+def test_plan_host_inputs():
+    from alamp_fast._backend import Plan, plan
+
+    x = np.ones(3)
+    assert plan("f", (x, 3, None)) == Plan("numpy", "cpu")
+    assert plan("f", (x,), "cpu") == plan("f", (x,), torch.device("cpu")) == Plan("numpy", "cpu")
+    assert plan("f", (torch.ones(3), x)) == Plan("torch", "cpu")
+    assert plan("f", (x,), "cuda") == Plan("numpy", "cuda", None)
+    assert plan("f", (torch.ones(3),), "cuda:1") == Plan("torch", "cuda", 1)
+    assert plan("f", (x,), torch.device("cuda", 2)) == Plan("numpy", "cuda", 2)
+
+
+def test_plan_gpu_and_dask_inputs():
+    import cupy
+    import dask.array as da
+
+    from alamp_fast._backend import Plan, plan
+
+    g = cupy.ones(3)
+    assert plan("f", (g, np.arange(2))) == Plan("cupy", "cuda", 0)
+    assert plan("f", (g,), "cuda") == plan("f", (g,), "cuda:0") == Plan("cupy", "cuda", 0)
+    with pytest.raises(ValueError, match=r"f: cupy input cannot run with device='cpu'"):
+        plan("f", (g,), "cpu")
+    with pytest.raises(ValueError, match=r"f: cupy input is on cuda:0 but device='cuda:1'"):
+        plan("f", (g,), "cuda:1")
+    d = da.ones(4, chunks=2)
+    assert plan("f", (d, np.arange(2))) == Plan("dask", "dask")
+    with pytest.raises(ValueError, match=r"f: dask arrays run where their chunks are; .*'cuda'"):
+        plan("f", (d,), "cuda")
+    with pytest.raises(TypeError, match=r"f: inputs mix array libraries \['cupy', 'dask'\]"):
+        plan("f", (g, d))
+
+
+def test_gpu_input_with_device_cpu_is_refused_by_every_entry_point():
+    import cupy
+
+    P = cupy.asarray(np.full((4, 3), 1 / 3))
+    with pytest.raises(ValueError, match=r"margin: cupy input cannot run with device='cpu'"):
+        af.margin(P, device="cpu")
+    with pytest.raises(ValueError, match=r"badge: cupy input cannot run with device='cpu'"):
+        af.badge(P, P, 1, device="cpu")
+
+
+def test_torch_cpu_with_device_cuda_comes_back_as_torch(rng):
+    """Host input run on the GPU returns in its own library on the host (kernels and badge)."""
+    P = np.round(rng.random((50, 4)), 1)
+    t = torch.from_numpy(P)
+    m = af.margin(t, device="cuda")
+    assert isinstance(m, torch.Tensor) and m.device.type == "cpu"
+    assert_exact(m.numpy(), ref.margin(P), "margin of torch CPU on cuda")
+    got = af.select_top(torch.from_numpy(P[:, 0]), 5, device="cuda")
+    assert isinstance(got, torch.Tensor)
+    assert_exact(got.numpy(), ref.select_top(P[:, 0], 5), "select_top of torch CPU on cuda")
+    probs = P / P.sum(axis=1, keepdims=True)
+    picks = af.badge(torch.from_numpy(probs), t, 4, seed=0, device="cuda")
+    assert isinstance(picks, torch.Tensor) and picks.device.type == "cpu"
+    assert_exact(picks.numpy(), af.badge(probs, P, 4, seed=0), "badge of torch CPU on cuda")
+
+
+def test_svm_device_goes_through_the_same_parser():
+    from alamp_fast.svm._backend import NumpyBackend, TorchBackend, get_backend
+
+    assert type(get_backend("cpu")) is NumpyBackend
+    assert type(get_backend(torch.device("cpu"))) is TorchBackend  # the torch path on the host
+    with pytest.raises(ValueError, match=r"SVM: .*got device='cuda0'"):
+        get_backend("cuda0")
+    with pytest.raises(TypeError, match=r"SVM: .*got device=None"):
+        get_backend(None)

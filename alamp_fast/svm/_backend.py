@@ -282,7 +282,7 @@ def get_backend(device):
     """
     dev = parse_device(device, "SVM", any_torch_device=True)
     if dev is None:
-        raise TypeError("SVM: device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got None")
+        raise TypeError("SVM: device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got device=None")
     if dev.kind == "cpu" and not dev.torch:
         return NumpyBackend()
     return _torch_backend(device)
