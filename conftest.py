@@ -38,6 +38,20 @@ def _gpu_skip_reason(config) -> str | None:
     return None
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Skip the deprecation shims of moved modules (``sys.modules[__name__] = new module``):
+    under their old path pytest would find the new module's file and refuse it as a mismatch,
+    and their docstrings are the new module's, collected at its own path."""
+    if collection_path.suffix == ".py" and collection_path.is_file():
+        try:
+            text = collection_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        if "sys.modules[__name__] = " in text:
+            return True
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """Docstring examples that use a GPU library skip, with the reason, where it cannot run."""
     from _pytest.doctest import DoctestItem
