@@ -1,7 +1,7 @@
 """alamp_fast: fast, exact active-learning acquisition.
 
 The functional API (numpy in, numpy out; torch tensors, CuPy arrays and dask arrays are
-dispatched to their backends, see :mod:`alamp_fast._dispatch`):
+dispatched to their backends by one device rule, see :mod:`alamp_fast._backend`):
 
 - uncertainty: :func:`margin`, :func:`top2_margin`, :func:`entropy`, :func:`least_confidence`
 - :func:`alamp_score`: the shift from certainty at iteration k-1 to uncertainty at k
@@ -16,11 +16,17 @@ GPU paths run on the CPU in the CUDA emulator (:mod:`alamp_fast.cuda.emulate`).
 
 import os as _os
 
-from alamp_fast.alamp import alamp_score
+from alamp_fast._backend import KERNELS as _KERNELS
+from alamp_fast.alamp import alamp_score as alamp_score
 from alamp_fast.badge import badge
-from alamp_fast.coreset import KCenterState, kcenter_greedy
-from alamp_fast.selection import diversify, select_top
-from alamp_fast.uncertainty import entropy, least_confidence, margin, top2_margin
+from alamp_fast.coreset import KCenterState
+from alamp_fast.coreset import kcenter_greedy as kcenter_greedy
+from alamp_fast.selection import diversify as diversify
+from alamp_fast.selection import select_top as select_top
+from alamp_fast.uncertainty import entropy as entropy
+from alamp_fast.uncertainty import least_confidence as least_confidence
+from alamp_fast.uncertainty import margin as margin
+from alamp_fast.uncertainty import top2_margin as top2_margin
 
 if _os.environ.get("ALAMP_FAST_CUDA", "").strip().lower() == "emulate":
     # `import cupy` gives the emulator's CuPy from now on (none of the above imports it)
@@ -47,17 +53,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'alamp_fast' has no attribute {name!r}")
 
 
-__all__ = [
-    "margin",
-    "top2_margin",
-    "entropy",
-    "least_confidence",
-    "alamp_score",
-    "select_top",
-    "diversify",
-    "kcenter_greedy",
-    "KCenterState",
-    "badge",
-    "simulate",
-    "__version__",
-]
+# the public kernels come from the one list (alamp_fast._backend.KERNELS, which alamp_fast.cuda,
+# the dispatcher and the tests read too); tests/test_dispatch.py checks each is imported above
+__all__ = [*_KERNELS, "KCenterState", "badge", "simulate", "__version__"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from conftest import assert_exact
 
 import alamp_fast as af
 from alamp_fast import _dispatch
+from alamp_fast._backend import KERNELS
 
 OUT = {torch.float16: torch.float32, torch.float32: torch.float32, torch.float64: torch.float64}
 TORCH_DTYPES = list(OUT)
@@ -161,19 +165,35 @@ def test_array_library_recognises_libraries_by_module_name():
 
 
 def test_every_public_kernel_is_dispatched():
-    for name in (
-        "margin",
-        "top2_margin",
-        "entropy",
-        "least_confidence",
-        "alamp_score",
-        "select_top",
-        "diversify",
-        "kcenter_greedy",
-    ):
+    for name, module in KERNELS.items():
         fn = getattr(af, name)
         assert callable(getattr(fn, "cpu_impl", None)), f"{name} is not wrapped by dispatch"
         assert fn.__doc__ and "Examples" in fn.__doc__, f"{name} lacks a docstring example"
+        assert fn is getattr(importlib.import_module(f"alamp_fast.{module}"), name), name
+        assert fn.__name__ == name
+
+
+def test_the_kernel_lists_agree_with_the_one_list():
+    """alamp_fast._backend.KERNELS is the source; where a list cannot be derived from it (a
+    static import, a backend's registry, the README's table, the benchmark cases) it must
+    agree with it."""
+    assert [n for n in af.__all__ if n in KERNELS] == list(KERNELS)
+    import alamp_fast.cuda as afc
+
+    assert tuple(afc._PUBLIC) == tuple(KERNELS)
+    for name, module in KERNELS.items():  # the GPU twin has the CPU module's name
+        assert importlib.util.find_spec(f"alamp_fast.cuda.{module}") is not None, name
+        source = Path(importlib.util.find_spec(f"alamp_fast.cuda.{module}").origin).read_text()
+        assert f"def {name}(" in source, f"alamp_fast.cuda.{module} has no {name}"
+    from alamp_fast import distributed
+
+    assert set(distributed.IMPLS) == set(KERNELS)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name in KERNELS:
+        assert f"`af.{name}(" in readme, f"the README's table of calls lacks af.{name}"
+    from alamp_fast.bench import make_cases
+
+    assert {c.kernel for c in make_cases("quick")} <= set(KERNELS)
 
 
 def test_import_is_light():

@@ -1,7 +1,7 @@
 """CUDA implementations of the public kernels, through CuPy.
 
 :mod:`alamp_fast._dispatch` sends CuPy arrays, torch CUDA tensors and ``device="cuda"`` calls
-here, through :data:`IMPLS` (public name -> implementation taking and returning CuPy arrays,
+here (the device rule of :mod:`alamp_fast._backend`), through :data:`IMPLS` (public name -> implementation taking and returning CuPy arrays,
 with the signature and semantics of the CPU function). Kernels are the ``kernels/*.cu`` files
 (package data), compiled by NVRTC with exact options on first use, one program per file, into
 a persistent cache (``alamp-fast cuda-warmup`` fills it ahead of time); with
@@ -20,29 +20,12 @@ from __future__ import annotations
 
 import importlib
 
-_FUNCTIONS = {
-    "top2_margin": "uncertainty",
-    "margin": "uncertainty",
-    "entropy": "uncertainty",
-    "least_confidence": "uncertainty",
-    "top2_margin_alamp": "uncertainty",
-    "alamp_score": "alamp",
-    "select_top": "selection",
-    "diversify": "selection",
-    "kcenter_greedy": "coreset",
-}
+from alamp_fast._backend import KERNELS
 
-# the public API's names (top2_margin_alamp is GPU-only, so not dispatched)
-_PUBLIC = (
-    "top2_margin",
-    "margin",
-    "entropy",
-    "least_confidence",
-    "alamp_score",
-    "select_top",
-    "diversify",
-    "kcenter_greedy",
-)
+# the public API's names, from the one list (alamp_fast._backend.KERNELS: name -> module, the
+# same module name here as on the CPU), plus the GPU-only top2_margin_alamp (not dispatched)
+_PUBLIC = tuple(KERNELS)
+_FUNCTIONS = {**KERNELS, "top2_margin_alamp": "uncertainty"}
 
 __all__ = ["IMPLS", *_FUNCTIONS]
 
