@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alamp_fast.datasets import l2_normalize, load_dataset, load_digits, load_features
+from alamp_fast.al.datasets import l2_normalize, load_dataset, load_digits, load_features
 
 
 def write_quantized(path, rng, n, classes, d=6):

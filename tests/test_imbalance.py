@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alamp_fast.imbalance import imbalance_ratio, induce_imbalance
+from alamp_fast.al.imbalance import imbalance_ratio, induce_imbalance
 
 
 def test_imbalance_ratio_literal():

@@ -9,16 +9,11 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from alamp_fast.datasets import l2_normalize
-from alamp_fast.imbalance import imbalance_ratio
-from alamp_fast.protocol import (
-    SimulationResult,
-    SoftmaxLinearSVC,
-    make_classifier,
-    pool_probs,
-    simulate,
-)
-from alamp_fast.strategies import STRATEGIES, MarginSampling, Strategy
+from alamp_fast.al.classifiers import SoftmaxLinearSVC, make_classifier, pool_probs
+from alamp_fast.al.datasets import l2_normalize
+from alamp_fast.al.imbalance import imbalance_ratio
+from alamp_fast.al.protocol import SimulationResult, simulate
+from alamp_fast.al.strategies import STRATEGIES, MarginSampling, Strategy
 
 
 def blobs(seed, n_train=240, n_test=100, n_classes=5, d=12, spread=1.5):
@@ -109,7 +104,7 @@ def test_summary_metrics(result):
 
 
 def test_samples_to_target_literal():
-    from alamp_fast.protocol import RunRecord
+    from alamp_fast.al.protocol import RunRecord
 
     def rec(acc):
         z = np.zeros(4)
@@ -262,7 +257,7 @@ def test_af_svm_classifier():
 def test_softmax_linear_svc_chunked_probabilities_are_bitwise_whole(normalize):
     # predict_proba works row chunk by row chunk (no (n, C) float64 temporaries); every value
     # must be the one of the whole-array formula, whatever the chunk boundaries
-    from alamp_fast.protocol import _decision_matrix, _softmax
+    from alamp_fast.al.classifiers import _decision_matrix, _softmax
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((3000, 40)).astype(np.float32)

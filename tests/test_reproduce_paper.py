@@ -62,8 +62,8 @@ def test_own_features_end_to_end_then_skipped_then_resumed(tmp_path, capsys):
     assert "complete" in capsys.readouterr().out
 
     # an interrupted run: keep 3 of the 8 (strategy, run) results as a checkpoint
-    from alamp_fast.datasets import load_dataset
-    from alamp_fast.protocol import simulate
+    from alamp_fast.al.datasets import load_dataset
+    from alamp_fast.al.protocol import simulate
 
     ds = load_dataset(train, test, name="mine")
     (d / "results.json").unlink()

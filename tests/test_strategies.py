@@ -9,7 +9,7 @@ import pytest
 import reference as ref
 
 import alamp_fast as af
-from alamp_fast.strategies import (
+from alamp_fast.al.strategies import (
     NEW_ROW_PREV_CERTAINTY,
     STRATEGIES,
     Alamp,
