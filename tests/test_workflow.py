@@ -594,7 +594,7 @@ def test_random_rounds_read_no_features_and_the_hash_is_not_recomputed(
     import os
     import time
 
-    import alamp_fast.workflow as wf
+    import alamp_fast.workflow.pool as wf_pool
 
     X, y, _ = make_pool(rng, n=90)
     pool = write_pool(tmp_path / "pool.npy", X)
@@ -605,13 +605,13 @@ def test_random_rounds_read_no_features_and_the_hash_is_not_recomputed(
                         seed=4)
     truth = truth_by_id(y)
     reads = []
-    real = wf._load_pool
+    real = wf_pool._load_pool
 
     def counting(path, **kw):
         reads.append(kw.get("known_sha") is not None)
         return real(path, **kw)
 
-    monkeypatch.setattr(wf, "_load_pool", counting)
+    monkeypatch.setattr(wf_pool, "_load_pool", counting)
     b1 = proj.select()  # random: the pool's features are not read
     assert reads == [], reads
     proj.label({i: truth[i] for i in b1.ids})

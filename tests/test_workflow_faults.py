@@ -35,9 +35,9 @@ from alamp_fast.workflow import (
     PoolChangedError,
     Project,
     ProjectLockedError,
-    _ProjectLock,
-    _State,
 )
+from alamp_fast.workflow.lock import _ProjectLock
+from alamp_fast.workflow.state import _State
 
 ROUNDS = 4  # the template holds 2 labeled rounds; children run rounds 3 and 4
 HERE = Path(__file__).resolve().parent

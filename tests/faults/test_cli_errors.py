@@ -12,7 +12,7 @@ import tracemalloc
 
 import pytest
 
-import alamp_fast.workflow as wf
+import alamp_fast.workflow.storage as wf_storage
 from alamp_fast.cli import main
 from alamp_fast.workflow import Project
 
@@ -22,14 +22,14 @@ from .helpers import REPO, one_line_error, state_bytes
 def test_disk_full_during_select_is_one_line_and_the_state_intact(project, monkeypatch, capsys):
     proj_dir, _ = project
     before = state_bytes(proj_dir)
-    real = wf._create_new
+    real = wf_storage._create_new
 
     def full_disk(path, mode=0o644):
         if path.name.startswith(".state.npz"):
             return os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
         return real(path, mode)
 
-    monkeypatch.setattr(wf, "_create_new", full_disk)
+    monkeypatch.setattr(wf_storage, "_create_new", full_disk)
     assert main(["select", "-p", str(proj_dir)]) == 1
     line = one_line_error(capsys.readouterr().err, "select")
     assert os.strerror(errno.ENOSPC) in line, line
@@ -41,14 +41,14 @@ def test_disk_full_during_select_is_one_line_and_the_state_intact(project, monke
 
 def test_disk_full_while_writing_the_csv_keeps_the_round(project, monkeypatch, capsys):
     proj_dir, _ = project
-    real = wf._create_new
+    real = wf_storage._create_new
 
     def full_disk(path, mode=0o644):
         if path.name.startswith(".round-"):
             return os.open("/dev/full", os.O_WRONLY)
         return real(path, mode)
 
-    monkeypatch.setattr(wf, "_create_new", full_disk)
+    monkeypatch.setattr(wf_storage, "_create_new", full_disk)
     assert main(["select", "-p", str(proj_dir)]) == 1
     one_line_error(capsys.readouterr().err, "select")
     monkeypatch.undo()

@@ -153,11 +153,11 @@ def test_pool_header_announcing_more_rows_than_the_file_has(project, capsys):
 
 def test_pool_truncated_while_it_is_read(project, monkeypatch, capsys):
     import alamp_fast.datasets as datasets
-    import alamp_fast.workflow as wf
+    import alamp_fast.workflow.pool as wf_pool
 
     proj_dir, _ = project
     pool = proj_dir.parent / "pool.npy"
-    monkeypatch.setattr(wf, "_POOL_BLOCK_BYTES", 400)  # many blocks: the cut lands mid-read
+    monkeypatch.setattr(wf_pool, "_POOL_BLOCK_BYTES", 400)  # many blocks: the cut lands mid-read
     real = datasets.l2_normalize
     cut = []
 

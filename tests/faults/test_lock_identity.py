@@ -24,7 +24,7 @@ from .helpers import REPO, make_project, one_line_error, state_bytes
 HOLD = """
 import sys, time
 from pathlib import Path
-from alamp_fast.workflow import _ProjectLock
+from alamp_fast.workflow.lock import _ProjectLock
 with _ProjectLock(Path(sys.argv[1]), "label"):
     print("held", flush=True)
     time.sleep(120)
