@@ -13,7 +13,9 @@ change). ``benchmarks/device_check.sh`` runs the headline cases within a 10-minu
 ``ALAMP_FAST_BENCH_SCALE`` = quick | default | full (default: full, the issue's sizes);
 ``ALAMP_FAST_BENCH_SLOW=1`` adds the slowest references (CuPy sorts of 1e10 elements, the CPU
 kernel on 40 GB). ``-k margin`` and the like select cases; runs of the same commit merge their
-rows into the one JSON file (a case run again replaces its row).
+rows into the one JSON file (a case run again replaces its row). The host's load average at
+the start and the end is printed and recorded (``load_average``, ``under_load``: the host clock
+and the CPU reference cases feel other work on the machine).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _harness import Run, load_average
 
 cupy = pytest.importorskip("cupy")
 
@@ -74,9 +77,14 @@ def _key(row) -> tuple:
 
 @pytest.fixture(scope="module")
 def recorder():
-    """Collects the rows; writes the JSON once the module's cases have run."""
+    """Collects the rows; writes the JSON once the module's cases have run, with the load
+    average at the first case and after the last (printed both times)."""
+    run = Run("gpu", own_threads=1)
     state = {"copy_bw": gpu_bench.copy_bandwidth(), "rows": []}
     yield state
+    load_end = load_average()
+    print(f"[gpu] load average at end: {load_end}"
+          + ("  -> CPU-side figures taken UNDER LOAD" if run.under_load(load_end) else ""))
     if state["rows"]:
         doc = gpu_bench.report(state["rows"], state["copy_bw"], cpu_bench.environment())
         new = {_key(r) for r in state["rows"]}
@@ -86,6 +94,8 @@ def recorder():
                                   cpu_bench.environment())
         doc["scale"] = SCALE
         doc["timer"] = "pytest-benchmark (host clock, device synchronized per call)"
+        doc["load_average"] = {"start": run.load_start, "end": load_end}
+        doc["under_load"] = run.under_load(load_end)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         tmp = OUT.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=1, default=str))
