@@ -1,6 +1,6 @@
 """Annotation rounds over a real pool, with crash-safe, resumable state.
 
-Simulation (:mod:`alamp_fast.protocol`) answers "which strategy is best"; this module is the
+Simulation (:mod:`alamp_fast.al.protocol`) answers "which strategy is best"; this package is the
 other half, a team labeling a real unlabeled pool: each round, :meth:`Project.select` trains the
 classifier on the labels received so far and writes the next batch to annotate;
 :meth:`Project.label` takes the annotations back; :meth:`Project.status` reports progress.
@@ -15,7 +15,7 @@ The project directory
     where the sample ids come from), the sample ids, every label
     received (sample row, class, round, time, relabel flag), every batch selected (rows,
     scores, margins, predicted classes), the strategy's state (alamp's previous margin and top
-    class per pool row, via :meth:`~alamp_fast.strategies.Strategy.state_dict`) and the history
+    class per pool row, via :meth:`~alamp_fast.al.strategies.Strategy.state_dict`) and the history
     of rounds and ingests. A numpy ``.npz`` without pickles; the JSON part is the ``meta`` entry.
 ``batches/round-NNN.csv``
     The batch of round NNN, derived from ``state.npz`` (rewritten by ``select`` if missing).
@@ -55,7 +55,7 @@ normalised while read. On a Dask cluster, a round whose workers are lost is retr
 
 Reproducibility
 ---------------
-With the same labels, a project makes the picks of :func:`alamp_fast.protocol.simulate` with
+With the same labels, a project makes the picks of :func:`alamp_fast.al.protocol.simulate` with
 the same ``seed`` and ``runs=1``: the first round is ``simulate``'s random initial batch
 (``init`` rows), later rounds train ``make_classifier(classifier, random_state=...)`` on the
 labeled rows in the order they were selected and ask the strategy, whose state is restored
@@ -67,7 +67,7 @@ Pools that grow
 ---------------
 Rows may be *appended* to the pool file between rounds: the first ``n`` rows must be unchanged
 (same ids, same features: sha256), the new rows get ids from the same source. A new row has no
-previous margin, so alamp uses the *margin fallback* of :mod:`alamp_fast.strategies` for it:
+previous margin, so alamp uses the *margin fallback* of :mod:`alamp_fast.al.strategies` for it:
 its previous certainty is taken as 1.0 (fully certain), its score is ``(1 - m) / (1 + m)``,
 which ranks new rows among themselves exactly as margin sampling does. Removing, reordering or
 editing rows is refused (:class:`PoolChangedError`).
@@ -76,7 +76,7 @@ On a Dask cluster
 -----------------
 ``select(scheduler="tcp://host:8786")`` (``alamp-fast select --scheduler``) computes the pool
 probabilities and runs the strategy on that cluster, as ``simulate`` does (see
-:mod:`alamp_fast.protocol`): the pool features are sent to the workers as row chunks, the
+:mod:`alamp_fast.al.protocol`): the pool features are sent to the workers as row chunks, the
 classifier is fitted here on the labeled rows and shipped once, and the batch is the one
 ``select`` makes without a scheduler. Only the batch's scores, margins and predicted classes
 come back, besides the candidates and alamp's state.

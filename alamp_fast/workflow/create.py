@@ -70,8 +70,8 @@ def create(
 ):
     """:meth:`Project.init <alamp_fast.workflow.Project.init>`: a new ``cls`` (the project
     class) over ``pool`` at ``path``."""
-    from alamp_fast.protocol import CLASSIFIERS
-    from alamp_fast.strategies import canonical_name
+    from alamp_fast.al.classifiers import CLASSIFIERS
+    from alamp_fast.al.strategies import canonical_name
 
     _check_fault_env()
     path = Path(os.path.abspath(os.fspath(path)))

@@ -87,12 +87,12 @@ def _load_pool(
     float32 bytes, as recorded at ``init``) and L2-normalised in place. The file is not
     memory-mapped: a mapping of a file truncated while in use ends the process with SIGBUS,
     and the normalised copy would cost the memory anyway. ``.npz`` pools (zip archives) are
-    read with :func:`alamp_fast.datasets.load_features`; a damaged archive fails with one line.
+    read with :func:`alamp_fast.al.datasets.load_features`; a damaged archive fails with one line.
 
     ``progress``: None, or ``progress("read", rows_done, n_rows)``, called after each block
     (once, at the end, for an ``.npz`` pool).
     """
-    from alamp_fast.datasets import l2_normalize
+    from alamp_fast.al.datasets import l2_normalize
 
     if not os.path.exists(path):
         raise _missing_pool(path, option, moved)
@@ -156,7 +156,7 @@ def _load_pool(
             return _PoolData(X, sha_all if sha_first is None else sha_first, sha_all)
     import zipfile
 
-    from alamp_fast.datasets import load_features
+    from alamp_fast.al.datasets import load_features
 
     try:
         X = load_features(path, require_labels=False)[0]
@@ -197,7 +197,7 @@ def _file_signature(path: str, option: str = "pool file") -> dict | None:
 
 
 def _read_features(path: str) -> np.ndarray:
-    """Float32 (n, d) features of a pool file (the formats of :mod:`alamp_fast.datasets`)."""
+    """Float32 (n, d) features of a pool file (the formats of :mod:`alamp_fast.al.datasets`)."""
     return _load_pool(path).X
 
 

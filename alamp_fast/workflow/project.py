@@ -103,13 +103,13 @@ class Project:
         id_column : str, optional
             See ``ids``.
         strategy : str
-            A name of :data:`alamp_fast.strategies.STRATEGIES`.
+            A name of :data:`alamp_fast.al.strategies.STRATEGIES`.
         budget : int
             Samples per round.
         init : int, optional
             Size of the first, random batch (default: ``budget``).
         classifier : str
-            A name of :data:`alamp_fast.protocol.CLASSIFIERS`.
+            A name of :data:`alamp_fast.al.classifiers.CLASSIFIERS`.
         cost_sensitive : bool, optional
             ``class_weight="balanced"``; None: on when the labels so far have ir >= 0.1.
         seed : int
@@ -117,7 +117,7 @@ class Project:
         normalize : bool
             L2-normalise the pool rows (as ``alamp-fast simulate`` does).
         strategy_kwargs : dict, optional
-            Passed to :func:`~alamp_fast.strategies.get_strategy` (e.g. ``certainty``);
+            Passed to :func:`~alamp_fast.al.strategies.get_strategy` (e.g. ``certainty``);
             JSON values only.
 
         Returns

@@ -30,7 +30,7 @@ def _run_seed(seed: int) -> int:
 
 def _make_strategy(settings: dict):
     from alamp_fast.al.results import derive_seed
-    from alamp_fast.strategies import get_strategy
+    from alamp_fast.al.strategies import get_strategy
 
     name = settings["strategy"]
     seed = derive_seed(settings["seed"], 0, zlib.crc32(name.encode()))
@@ -70,12 +70,12 @@ def _score_rows(X) -> int:
 def _score_pool(clf, X: np.ndarray, n_classes: int, progress=None):
     """Top-2 margin and top class of every pool row (the fused path), block by block.
 
-    One scoring pass, :func:`alamp_fast.protocol.pool_top2_margin` on each block of rows;
+    One scoring pass, :func:`alamp_fast.al.classifiers.pool_top2_margin` on each block of rows;
     ``progress("score", rows_done, n_rows)`` after each. Each row's values are its own (the
     default classifier scores every row on the same large-GEMM path, whatever the rows
     scored with it), so the blocks change no value, only when progress is seen.
     """
-    from alamp_fast.protocol import pool_top2_margin
+    from alamp_fast.al.classifiers import pool_top2_margin
 
     n, step = X.shape[0], _score_rows(X)
     if n <= step:
@@ -96,9 +96,9 @@ def _score_pool(clf, X: np.ndarray, n_classes: int, progress=None):
 
 
 def _pool_probs(clf, X: np.ndarray, n_classes: int, progress=None) -> np.ndarray:
-    """:func:`alamp_fast.protocol.pool_probs` of a local pool, block by block (as
+    """:func:`alamp_fast.al.classifiers.pool_probs` of a local pool, block by block (as
     :func:`_score_pool`), for the strategies that need the probability matrix."""
-    from alamp_fast.protocol import pool_probs
+    from alamp_fast.al.classifiers import pool_probs
 
     n, step = X.shape[0], _score_rows(X)
     if n <= step:
@@ -166,20 +166,20 @@ def select_round(
 ):
     """:meth:`Project.select <alamp_fast.workflow.Project.select>` on the project ``proj``."""
     import alamp_fast as af
-    from alamp_fast.imbalance import IMBALANCED_IR, imbalance_ratio
-    from alamp_fast.strategies import Strategy
+    from alamp_fast.al.imbalance import IMBALANCED_IR, imbalance_ratio
+    from alamp_fast.al.strategies import Strategy
 
-    # alamp_fast.protocol (scikit-learn: seconds of start-up) only where a round needs it
+    # alamp_fast.al.classifiers (scikit-learn: seconds of start-up) only where a round needs it
 
     if chunk_rows is not None:
         if scheduler is None:
             raise OptionError(
                 f"{_opt('chunk_rows', chunk_rows)} only applies with {_opt('scheduler')}"
             )
-        from alamp_fast.protocol import _check_int
+        from alamp_fast.al.loop import check_int
 
         try:
-            chunk_rows = _check_int("chunk_rows", chunk_rows, 1)
+            chunk_rows = check_int("chunk_rows", chunk_rows, 1)
         except (TypeError, ValueError) as exc:
             raise OptionError(str(exc)) from None
     if budget is not None:
@@ -192,7 +192,7 @@ def select_round(
         if scheduler is None:
             cluster = contextlib.nullcontext()
         else:
-            from alamp_fast.protocol import _connect
+            from alamp_fast.al.protocol import _connect
 
             cluster = _connect(scheduler)
     except ValueError as exc:
@@ -279,7 +279,8 @@ def select_round(
             rng = np.random.default_rng([run_seed, round_no])
             picks = rng.choice(np.flatnonzero(y < 0), size=b, replace=False).astype(np.int64)
         else:
-            from alamp_fast.protocol import _scatter_rows, make_classifier, pool_probs
+            from alamp_fast.al.classifiers import make_classifier, pool_probs
+            from alamp_fast.al.protocol import _scatter_rows
 
             cost_sensitive = settings["cost_sensitive"]
             if cost_sensitive is None:

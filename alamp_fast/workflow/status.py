@@ -18,7 +18,7 @@ from alamp_fast.workflow.storage import _remove_stale_temps
 
 def status(proj, *, cv: int = 5) -> dict:
     """:meth:`Project.status <alamp_fast.workflow.Project.status>` of the project ``proj``."""
-    from alamp_fast.imbalance import imbalance_ratio
+    from alamp_fast.al.imbalance import imbalance_ratio
 
     st = proj._reload()
     classes = st.meta["classes"]
@@ -86,9 +86,9 @@ def lock_status(directory: Path) -> dict | None:
 def _cross_validate(st, y, labeled, folds, override=None):
     from sklearn.model_selection import StratifiedKFold, cross_validate
 
-    from alamp_fast.datasets import l2_normalize
-    from alamp_fast.imbalance import imbalance_ratio
-    from alamp_fast.protocol import IMBALANCED_IR, make_classifier
+    from alamp_fast.al.classifiers import make_classifier
+    from alamp_fast.al.datasets import l2_normalize
+    from alamp_fast.al.imbalance import IMBALANCED_IR, imbalance_ratio
 
     settings = st.meta["settings"]
     yl = y[labeled]
