@@ -1,11 +1,14 @@
 """pytest-benchmark of the SVM training step (issue 4), one benchmark per stage with a
 ``provider`` parameter: alamp_fast's linear ``SVCCV`` on numpy, on torch (host) and on CUDA
-(skipped without one), against scikit-learn's ``GridSearchCV(LinearSVC)`` and
-``GridSearchCV(SVC(probability=True))``.
+(skipped without one), against scikit-learn's ``GridSearchCV(LinearSVC)`` and its supported
+RBF ``SVC`` with probabilities (``SVC(probability=True)`` is deprecated since scikit-learn 1.9):
+``GridSearchCV(SVC())`` for ``C``, then ``CalibratedClassifierCV(SVC(C=best),
+ensemble=False)`` on the same folds (``sklearn-svc-calibrated``).
 
 Stages: ``cv_fit`` (C chosen by cross-validation over ``Cs`` and folds, then the refit) and
 ``pool_top2`` (top-2 margin of the fitted model's scores over a pool). The held-out accuracy
-rides along in ``extra_info`` (quality next to time). Synthetic Gaussian clusters, rows
+rides along in ``extra_info`` (quality next to time), with the load average when each benchmark
+started and ended and ``under_load`` (``benchmarks/_harness.py``; both are printed too). Synthetic Gaussian clusters, rows
 L2-normalised; the end-to-end comparison on the real features with the issue's sizes is
 ``benchmarks/svm_vs_sklearn.py``. Run::
 
@@ -23,6 +26,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _harness import Run, load_average
 
 from alamp_fast.svm import SVCCV, make_cs, stratified_folds
 from alamp_fast.uncertainty import top2_margin
@@ -58,8 +62,20 @@ def _providers():
             marks=[pytest.mark.gpu, pytest.mark.skipif(not _cuda(), reason="no CUDA device")],
         ),
         pytest.param("sklearn-linearsvc", id="sklearn-linearsvc"),
-        pytest.param("sklearn-svc-proba", id="sklearn-svc-proba"),
+        pytest.param("sklearn-svc-calibrated", id="sklearn-svc-calibrated"),
     ]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    """The run's load average at start (printed) and, at the end, printed with the mark."""
+    run = Run("bench_svm")
+    yield run
+    end = load_average()
+    print(
+        f"[bench_svm] load average at end: {end}"
+        + ("  -> figures taken UNDER LOAD" if run.under_load(end) else "")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,24 +109,56 @@ def _make(provider, Cs, splits):
         model = SVCCV(Cs=Cs, cv=splits, device=device)
         return model, model, lambda pool: model.predict_top2_margin(pool)
     from sklearn.model_selection import GridSearchCV
-    from sklearn.svm import SVC, LinearSVC
+    from sklearn.svm import LinearSVC
 
     if provider == "sklearn-linearsvc":
         grid = GridSearchCV(LinearSVC(), {"C": list(Cs)}, cv=splits)
         return grid, grid, lambda pool: top2_margin(grid.best_estimator_.decision_function(pool))
-    grid = GridSearchCV(SVC(probability=True, random_state=0), {"C": list(Cs)}, cv=splits)
-    return grid, grid, lambda pool: top2_margin(grid.best_estimator_.predict_proba(pool))
+    model = _CalibratedSVC(Cs, splits)
+    return model, model, lambda pool: top2_margin(model.predict_proba(pool))
 
 
-def _info(benchmark, stage, provider):
+class _CalibratedSVC:
+    """``GridSearchCV(SVC())`` for ``C``, then ``CalibratedClassifierCV(SVC(C=best),
+    ensemble=False)`` on the same folds: scikit-learn's supported RBF ``SVC`` probabilities."""
+
+    def __init__(self, Cs, splits):
+        self.Cs, self.splits = Cs, splits
+
+    def fit(self, X, y):
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.model_selection import GridSearchCV
+        from sklearn.svm import SVC
+
+        grid = GridSearchCV(SVC(), {"C": list(self.Cs)}, cv=self.splits, refit=False).fit(X, y)
+        self.model_ = CalibratedClassifierCV(
+            SVC(C=grid.best_params_["C"]), ensemble=False, cv=self.splits
+        ).fit(X, y)
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def score(self, X, y):
+        return self.model_.score(X, y)
+
+
+def _info(benchmark, harness, stage, provider):
     benchmark.group = f"svm {stage} " + ",".join(f"{k}={v}" for k, v in SIZES.items())
     benchmark.extra_info.update(stage=stage, provider=provider, **SIZES)
+    benchmark.extra_info["load_average_start"] = load_average()
+
+
+def _load_end(benchmark, harness):
+    end = load_average()
+    benchmark.extra_info["load_average_end"] = end
+    benchmark.extra_info["under_load"] = harness.under_load(end)
 
 
 @pytest.mark.parametrize("provider", _providers())
-def test_cv_fit(benchmark, problem, provider):
+def test_cv_fit(benchmark, harness, problem, provider):
     X, y, X_test, y_test, _, Cs, splits = problem
-    _info(benchmark, "cv_fit", provider)
+    _info(benchmark, harness, "cv_fit", provider)
 
     def fit():
         model, scorer, _ = _make(provider, Cs, splits)
@@ -121,12 +169,13 @@ def test_cv_fit(benchmark, problem, provider):
 
     scorer = benchmark.pedantic(fit, rounds=1, iterations=1)
     benchmark.extra_info["accuracy"] = float(scorer.score(X_test, y_test))
+    _load_end(benchmark, harness)
 
 
 @pytest.mark.parametrize("provider", _providers())
-def test_pool_top2(benchmark, problem, provider):
+def test_pool_top2(benchmark, harness, problem, provider):
     X, y, _, _, pool, Cs, splits = problem
-    _info(benchmark, "pool_top2", provider)
+    _info(benchmark, harness, "pool_top2", provider)
     model, _, top2 = _make(provider, Cs, splits)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -134,4 +183,5 @@ def test_pool_top2(benchmark, problem, provider):
     top2(pool[:2])  # warm-up: numba loads its compiled kernel once per process
     margin, _ = benchmark(top2, pool)
     benchmark.extra_info["rows_per_s"] = pool.shape[0] / benchmark.stats.stats.mean
+    _load_end(benchmark, harness)
     assert margin.shape == (pool.shape[0],)

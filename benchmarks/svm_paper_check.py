@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,8 +29,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from _data import (  # noqa: E402
+    CALTECH_DESC,
+    caltech_available,
+    data_dir,
+    load_caltech,
+    missing_caltech_message,
+)
+from _harness import Run, load_average  # noqa: E402
 from svm_vs_sklearn import machine_info  # noqa: E402
-from svm_warm_start import data_dir, load_caltech  # noqa: E402
 
 from alamp_fast.imbalance import imbalance_ratio  # noqa: E402
 from alamp_fast.protocol import IMBALANCED_IR, make_classifier  # noqa: E402
@@ -45,13 +51,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
+    run = Run("svm_paper_check")
     args.device = "cpu"
     data = data_dir()
-    if not (data / "caltech101").is_dir():
-        print(
-            f"error: Caltech-101 features not found under {data} (set ALAMP_FAST_DATA)",
-            file=sys.stderr,
-        )
+    if not caltech_available(data):
+        print(missing_caltech_message(data), file=sys.stderr)
         return 1
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GridSearchCV
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
         "benchmark": "paper preset vs GridSearchCV(SVC) + CalibratedClassifierCV(SVC)",
         "machine": machine_info(args),
         "note": args.note,
-        "data": "Caltech-101 MobileNet-v1 features, background dropped, L2-normalised, float32",
+        "data": CALTECH_DESC,
         "sizes": {
             "labeled": int(yl.size),
             "classes": int(np.unique(yl).size),
@@ -126,12 +130,11 @@ def main(argv=None) -> int:
     result["accuracy_diff_points"] = 100 * (acc - acc_ref)
     result["proba_rows_within_1e-3"] = float(np.mean(np.abs(P - P_ref).max(axis=1) < 1e-3))
     result["speedup_fit"] = fit_ref / fit_ours
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
-    text = json.dumps(result, indent=2)
+    print(json.dumps(result, indent=2, default=float))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+        run.write(result, args.out)
+    else:
+        print(f"load average at end: {load_average()}")
     return 0 if result["same_C"] and abs(result["accuracy_diff_points"]) <= 0.5 else 1
 
 

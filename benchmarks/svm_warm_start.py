@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,23 +35,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from _data import (  # noqa: E402
+    CALTECH_DESC,
+    caltech_available,
+    data_dir,
+    load_caltech,
+    missing_caltech_message,
+)
+from _harness import Run, load_average  # noqa: E402
 from svm_vs_sklearn import machine_info  # noqa: E402
 
 from alamp_fast.svm import SVCCV  # noqa: E402
-
-
-def load_caltech(data: Path, split: str):
-    with np.load(data / "caltech101" / f"feats_mobilenetv1_{split}.npz") as d:
-        X = (d["Xq"].astype(np.float32) - np.float32(d["zero_point"])) * np.float32(d["scale"])
-        y = d["y"].astype(np.int64)
-        background = list(d["classes"]).index("BACKGROUND_Google")
-    keep = y != background
-    X = X[keep]
-    return X / np.linalg.norm(X, axis=1, keepdims=True), y[keep]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("ALAMP_FAST_DATA", REPO.parent / "shared" / "data"))
 
 
 def timed_fit(model, X, y):
@@ -113,13 +106,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
+    run = Run("svm_warm_start")
     args.device = "cpu"
     data = data_dir()
-    if not (data / "caltech101").is_dir():
-        print(
-            f"error: Caltech-101 features not found under {data} (set ALAMP_FAST_DATA)",
-            file=sys.stderr,
-        )
+    if not caltech_available(data):
+        print(missing_caltech_message(data), file=sys.stderr)
         return 1
     X, y = load_caltech(data, "train")
     Xt, yt = load_caltech(data, "test")
@@ -131,7 +122,7 @@ def main(argv=None) -> int:
         "benchmark": "SVCCV fit at one AL iteration: warm start vs cold (same run)",
         "machine": machine_info(args),
         "note": args.note,
-        "data": "Caltech-101 MobileNet-v1 features, background dropped, L2-normalised, float32",
+        "data": CALTECH_DESC,
         "sizes": {
             "labeled": int(cur.size),
             "previous": int(prev.size),
@@ -145,12 +136,11 @@ def main(argv=None) -> int:
     }
     for kernel in [k for k in args.kernels.split(",") if k]:
         result["kernels"][kernel] = one_kernel(kernel, X, y, Xt, yt, prev, cur)
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
-    text = json.dumps(result, indent=2)
+    print(json.dumps(result, indent=2, default=float))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+        run.write(result, args.out)
+    else:
+        print(f"load average at end: {load_average()}")
     return 0
 
 
