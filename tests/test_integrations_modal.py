@@ -19,11 +19,19 @@ from sklearn.linear_model import LogisticRegression
 from alamp_fast.integrations import modal
 
 
+def _teach_breaks_on_this_sklearn() -> bool:
+    """modAL 0.4.2's ``teach``/``fit`` pass ``force_all_finite`` to ``check_X_y`` (0.4.1 calls no
+    ``check_X_y``), and scikit-learn 1.8 removed that argument (modAL issue #196, open)."""
+    return hasattr(modAL.models.learners, "check_X_y") and (
+        "force_all_finite" not in inspect.signature(sklearn.utils.check_X_y).parameters
+    )
+
+
 @pytest.fixture(autouse=True)
 def modal_teach_on_new_sklearn(monkeypatch):
-    """modAL 0.4.2.1 ``teach``/``fit`` pass ``force_all_finite`` to ``check_X_y``, which
-    scikit-learn 1.8 removed (modAL issue #196, open): forward it as ``ensure_all_finite``."""
-    if "force_all_finite" in inspect.signature(sklearn.utils.check_X_y).parameters:
+    """Where modAL's ``teach`` breaks, forward ``force_all_finite`` as ``ensure_all_finite``, so
+    these tests run modAL's usual loop on every version (the docs' loop needs no patch)."""
+    if not _teach_breaks_on_this_sklearn():
         return
 
     def check_X_y(*args, force_all_finite=True, **kwargs):
@@ -158,3 +166,20 @@ def test_state_dict_resumes_a_run():
     assert np.array_equal(b(learner, X_pool, 6)[0], a(learner, X_pool, 6)[0])
     a.reset()
     assert a.memory.iteration == 0 and repr(a) == "Alamp(diverse=True, iteration=0)"
+
+
+def test_modal_teach_fails_on_the_scikit_learn_versions_the_docs_say(monkeypatch):
+    # docs/integrations.md: modAL 0.4.2.1's teach raises on scikit-learn >= 1.8, hence the
+    # docs' learner-per-round loop; if a modAL release fixes it, this test says the docs are stale
+    breaks = _teach_breaks_on_this_sklearn()
+    if hasattr(modAL.models.learners, "check_X_y"):  # undo the fixture's patch
+        monkeypatch.setattr(modAL.models.learners, "check_X_y", sklearn.utils.check_X_y)
+    _, X, y = make_data(70, n=60)
+    learner, pool_ids = start_learner(X, y, modal.margin_sampling)
+    idx, _ = learner.query(X[pool_ids], n_instances=2)
+    if breaks:
+        with pytest.raises(TypeError, match="force_all_finite"):
+            learner.teach(X[pool_ids[idx]], y[pool_ids[idx]])
+    else:
+        learner.teach(X[pool_ids[idx]], y[pool_ids[idx]])
+        assert len(learner.X_training) == 14

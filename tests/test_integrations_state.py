@@ -209,7 +209,7 @@ def test_state_dict_round_trip_gives_the_same_next_query():
 
 
 def test_agrees_with_the_strategies_module_when_rows_stay_in_place():
-    import alamp_fast.strategies as strategies
+    import alamp_fast.al.strategies as strategies
 
     rng = np.random.default_rng(9)
     for diverse in (False, True):

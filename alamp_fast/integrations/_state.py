@@ -22,7 +22,7 @@ What is remembered
 After each query the memory holds, for every row of *that* pool, its margin and top class;
 nothing else survives. So a row that was absent from the last query (a row appended since, a
 row outside last query's candidates, a row the host subsampled away) has no previous certainty.
-Such a row gets the *margin fallback* (same rule as :class:`alamp_fast.strategies.Alamp`):
+Such a row gets the *margin fallback* (same rule as :class:`alamp_fast.al.strategies.Alamp`):
 
 * if no row of the pool has a previous certainty (the first query), the ranking is margin
   sampling's: the utility is ``-margin``;
@@ -42,7 +42,7 @@ from numba import njit, prange
 
 import alamp_fast as af
 from alamp_fast._parallel import twins
-from alamp_fast.strategies import NEW_ROW_PREV_CERTAINTY, alamp_ranking
+from alamp_fast.al.strategies import NEW_ROW_PREV_CERTAINTY, alamp_ranking
 
 __all__ = ["AlampMemory", "NEW_ROW_PREV_CERTAINTY", "as_row_ids", "row_fingerprints"]
 
