@@ -6,6 +6,8 @@ require the bad value (or shape / index / budget) to appear in the message.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -348,3 +350,87 @@ def test_float32_margin_overflow_raises(fn):
     # float16 widened to float32 cannot overflow; float64 holds the float32 extremes
     m, _ = af.top2_margin(P.astype(np.float64))
     assert np.isfinite(m).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# one set of checks for every array library (alamp_fast._validate)
+
+_BAD_CALLS = [
+    ("select_top", lambda rng: (rng.random(50), 3), {"exclude": np.array([7, 2, 7])}),
+    ("select_top", lambda rng: (rng.random(50), 3), {"exclude": np.array([50])}),
+    ("select_top", lambda rng: (rng.random(50), 3), {"exclude": np.array([[1, 2]])}),
+    ("select_top", lambda rng: (rng.random(50), 3), {"exclude": np.array([0.0, 1.0])}),
+    ("select_top", lambda rng: (rng.random(50), 3), {"exclude": np.zeros(49, dtype=bool)}),
+    ("select_top", lambda rng: (rng.random((5, 10)), 3), {}),
+    ("diversify", lambda rng: (rng.random(50), np.arange(50.0), 3), {}),
+    ("diversify", lambda rng: (rng.random(50), np.arange(49), 3), {}),
+    ("top2_margin", lambda rng: (rng.random((10, 1)),), {}),
+    ("top2_margin", lambda rng: (rng.random(10),), {}),
+    ("top2_margin", lambda rng: (rng.integers(0, 3, (10, 3)),), {}),
+    ("kcenter_greedy", lambda rng: (rng.random((20, 3)), np.array([1, 1]), 2), {}),
+    ("kcenter_greedy", lambda rng: (rng.random(20), np.array([1]), 2), {}),
+]
+
+
+@pytest.mark.parametrize("name, make, kwargs", _BAD_CALLS)
+def test_every_backend_raises_the_numpy_error(backend, rng, name, make, kwargs):
+    """The GPU checks read shape and dtype from the array itself (no host stand-in) and compute
+    ranges and duplicates on the device: the same error, word for word, on every backend."""
+    args = make(rng)
+    with pytest.raises((TypeError, ValueError)) as want:
+        getattr(af, name)(*args, **kwargs)
+    with pytest.raises(type(want.value)) as got:
+        backend(getattr(af, name), *args, **kwargs)
+    assert str(got.value) == str(want.value)
+
+
+def test_check_int():
+    from alamp_fast._validate import IntegerError, check_int
+
+    assert check_int(np.int32(4), "step", low=1) == 4 and type(check_int(3, "x")) is int
+    assert check_int(np.array(5), "x") == 5  # 0-d integer arrays, through operator.index
+    for bad in (True, np.bool_(False), 2.0, "3", None, np.float64(1.0)):
+        with pytest.raises(IntegerError, match=re.escape(f"step must be an integer, got {bad!r}")):
+            check_int(bad, "step")
+    # IntegerError is both: callers written against either kind keep working
+    assert issubclass(IntegerError, TypeError) and issubclass(IntegerError, ValueError)
+    with pytest.raises(ValueError, match="init must be >= 2, got 1"):
+        check_int(1, "init", low=2)
+    with pytest.raises(ValueError, match="k must be <= 9, got 10"):
+        check_int(10, "k", high=9)
+
+
+def test_as_rng():
+    from alamp_fast._validate import as_rng
+
+    g = np.random.default_rng(3)
+    assert as_rng(g) is g
+    assert as_rng(7).random() == np.random.default_rng(7).random()
+    for bad in ("abc", True, 1.5):
+        with pytest.raises(TypeError, match=rf"seed must be None, .*got {bad!r}"):
+            as_rng(bad)
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+        as_rng(-1)
+
+
+def test_shape_and_dtype_checks_read_only_attributes():
+    """Any object with shape and dtype is checked without touching its memory (torch dtypes
+    included, bfloat16 by its name)."""
+    torch = pytest.importorskip("torch")
+    from alamp_fast import _validate
+
+    class Meta:  # an "array" with no data at all
+        def __init__(self, shape, dtype):
+            self.shape, self.dtype = shape, dtype
+
+    _validate.check_float(Meta((10**12, 3), np.float32), "probs", 2)
+    with pytest.raises(TypeError, match="probs must be float16/32/64, got dtype bfloat16"):
+        _validate.check_float(torch.zeros((2, 2), dtype=torch.bfloat16), "probs", 2)
+    with pytest.raises(ValueError, match=r"probs must be 2-D, got shape \(4,\)"):
+        _validate.check_float(torch.zeros(4), "probs", 2)
+    assert _validate.check_index_meta(Meta((0,), np.float32), "exclude", 5) == "empty"
+    assert _validate.check_index_meta(torch.zeros(5, dtype=torch.bool), "exclude", 5) == "mask"
+    with pytest.raises(TypeError, match="exclude must hold integer indices, got dtype float32"):
+        _validate.check_index_meta(torch.zeros(3), "exclude", 5)
+    with pytest.raises(ValueError, match=r"labels has 4 entries but scores have 5"):
+        _validate.check_labels_meta(Meta((4,), np.int64), "labels", 5)

@@ -1,10 +1,12 @@
-"""Input checks of the GPU implementations, raising exactly the CPU checks' errors.
+"""Input checks of the GPU implementations: the checks of :mod:`alamp_fast._validate`, on the
+device.
 
-The checks themselves are cheap tests on the device (shape, dtype, a min/max, flags the kernels
-set); when one fails, the CPU function of :mod:`alamp_fast._validate` is called on a host
-stand-in of the input and raises its own error, so a user sees one set of messages whatever the
-backend and the messages live in one place. Whole-array NaN/Inf checks are fused into the
-kernels, which report the first bad index.
+Shape and dtype are checked from the arrays' attributes by the same functions the CPU uses
+(:func:`alamp_fast._validate.check_float`, ``check_index_meta``, ``check_labels_meta``), so a
+user sees one set of messages whatever the backend and the messages live in one place; value
+checks (a min/max, a count of duplicates, flags the kernels set) run on the device and only
+their results travel to the host. Whole-array NaN/Inf checks are fused into the kernels, which
+report the first bad index.
 """
 
 from __future__ import annotations
@@ -18,14 +20,6 @@ FLOAT_DTYPES = tuple(np.dtype(d) for d in _validate.FLOAT_DTYPES)
 
 def is_device_array(x) -> bool:
     return type(x).__module__.split(".")[0] == "cupy"
-
-
-def stand_in(x) -> np.ndarray:
-    """A host array with the shape and dtype of ``x`` and no memory behind it (zero strides),
-    for the CPU checks that look only at those. Never copy it: it would be full size."""
-    return np.lib.stride_tricks.as_strided(
-        np.zeros(1, dtype=x.dtype), shape=x.shape, strides=(0,) * len(x.shape)
-    )
 
 
 class CheckMismatch(AssertionError):
@@ -45,35 +39,34 @@ def float_array(x, name: str, ndim: int, *, allow_int: bool = False):
 
     if not is_device_array(x):
         return cupy.asarray(_validate.as_float_array(x, name, ndim, allow_int=allow_int))
-    if x.ndim != ndim or not (
-        x.dtype in FLOAT_DTYPES or (allow_int and x.dtype.kind in "iu")
-    ):
-        cpu_must_raise(_validate.as_float_array, stand_in(x), name, ndim, allow_int=allow_int)
+    _validate.check_float(x, name, ndim, allow_int=allow_int)
     if x.dtype.kind in "iu":
         x = x.astype(np.float64)
     return cupy.ascontiguousarray(x)
 
 
-def host_float_matrix(x, check) -> np.ndarray:
-    """A host 2-D float16/32/64 array for streaming, without copying it (memmaps stay mapped);
-    ``check`` (the CPU's validation) runs on a stand-in when shape or dtype are wrong."""
-    if _validate._is_sparse(x):
-        cpu_must_raise(check, x)  # the CPU names the sparse type before converting anything
+def probs_matrix(x, name: str = "probs"):
+    """Check a 2-D float16/32/64 matrix of at least 2 columns (any array library, from its
+    attributes) and return it unchanged."""
+    _validate.check_float(x, name, 2)
+    _validate.check_n_classes(x, name)
+    return x
+
+
+def host_float_matrix(x, name: str = "probs") -> np.ndarray:
+    """A host 2-D float16/32/64 array of at least 2 columns for streaming, without copying it
+    (memmaps stay mapped)."""
+    _validate.reject_unsupported(x, name)  # names the sparse type before converting anything
     arr = np.asarray(x)
-    if arr.dtype == object:
-        cpu_must_raise(check, x)
-    if arr.ndim != 2 or arr.dtype not in FLOAT_DTYPES or arr.shape[1] < 2:
-        cpu_must_raise(check, stand_in(arr))
-    return arr
+    _validate._check_object(arr, x, name)
+    return probs_matrix(arr, name)
 
 
 def raise_non_finite_row(row_values: np.ndarray, row: int, name: str):
     """The CPU's error for the first NaN/Inf of a matrix, all of whose rows before ``row`` are
     finite, given that row's values (host)."""
-    shim = np.lib.stride_tricks.as_strided(
-        row_values, shape=(row + 1, row_values.shape[0]), strides=(0, row_values.strides[0])
-    )
-    cpu_must_raise(_validate.raise_non_finite, shim, name, first_row=row)
+    col = int(np.argmin(np.isfinite(row_values)))
+    raise _validate.non_finite_error(name, (row, col), row_values[col])
 
 
 def raise_non_finite_matrix(X, name: str):
@@ -93,21 +86,18 @@ def index_array(idx, name: str, n: int):
         return cupy.empty(0, dtype=np.int64)
     if not is_device_array(idx):
         return cupy.asarray(_validate.as_index_array(idx, name, n))
-    if idx.size == 0:
+    kind = _validate.check_index_meta(idx, name, n)
+    if kind == "empty":
         return cupy.empty(0, dtype=np.int64)
-    if idx.dtype.kind == "b":
-        if idx.shape != (n,):
-            cpu_must_raise(_validate.as_index_array, stand_in(idx), name, n)
+    if kind == "mask":
         return cupy.flatnonzero(idx).astype(np.int64)
-    if idx.dtype.kind not in "iu" or idx.ndim != 1:
-        cpu_must_raise(_validate.as_index_array, stand_in(idx), name, n)
     # the range on the original dtype: uint64 beyond 2**63 is reported exactly, as on the CPU
     lo, hi = (int(v) for v in cupy.stack([idx.min(), idx.max()]).get())
-    if lo < 0 or hi >= n:
-        cpu_must_raise(_validate.as_index_array, idx.get(), name, n)
+    _validate.check_index_range(lo, hi, name, n)
     arr = idx.astype(np.int64, copy=False)
-    if int(cupy.bincount(arr, minlength=n).max()) > 1:
-        cpu_must_raise(_validate.as_index_array, arr.get(), name, n)
+    counts = cupy.bincount(arr, minlength=n)
+    if int(counts.max()) > 1:
+        _validate.raise_duplicate(name, int(cupy.argmax(counts > 1)))  # the smallest, as on the CPU
     return cupy.ascontiguousarray(arr)
 
 
@@ -117,8 +107,12 @@ def labels(x, name: str, n: int):
 
     if not is_device_array(x):
         return cupy.asarray(_validate.as_labels(x, name, n))
-    if x.ndim != 1 or x.shape[0] != n or x.dtype.kind not in "iu":
-        cpu_must_raise(_validate.as_labels, x.get(), name, n)
+    _validate.check_labels_meta(
+        x,
+        name,
+        n,
+        lambda: bool(cupy.all(cupy.isfinite(x)) and cupy.all(x == cupy.round(x))),
+    )
     return cupy.ascontiguousarray(x.astype(np.int64, copy=False))
 
 

@@ -114,9 +114,7 @@ def _raise_like_cpu_top2(row_values: np.ndarray, row: int) -> None:
 def _device_probs(probs):
     import cupy
 
-    if probs.ndim != 2 or probs.dtype not in _checks.FLOAT_DTYPES or probs.shape[1] < 2:
-        _checks.cpu_must_raise(cpu_uncertainty._probs, _checks.stand_in(probs))
-    return cupy.ascontiguousarray(probs)
+    return cupy.ascontiguousarray(_checks.probs_matrix(probs))
 
 
 def _run(probs, mode, *, want_top=False, prev_margin=None, chunk_rows=None, layout=None):
@@ -125,7 +123,7 @@ def _run(probs, mode, *, want_top=False, prev_margin=None, chunk_rows=None, layo
 
     streamed = not _checks.is_device_array(probs)
     if streamed:
-        P = _checks.host_float_matrix(probs, cpu_uncertainty._probs)
+        P = _checks.host_float_matrix(probs)
     else:
         P = _device_probs(probs)
     n = P.shape[0]
