@@ -18,42 +18,23 @@ import distributed
 import numpy as np
 import pytest
 from conftest import assert_exact
+from faults.helpers import BLOB_CLASSES, BLOB_NAMES, blob_pool, local_cluster, save_blob_pool
 
 from alamp_fast import outofcore
+from alamp_fast.al.classifiers import make_classifier, pool_probs
+from alamp_fast.al.datasets import l2_normalize
+from alamp_fast.al.protocol import _connect, _scatter_rows, simulate
+from alamp_fast.al.strategies import STRATEGIES, get_strategy
 from alamp_fast.cli import main
-from alamp_fast.datasets import l2_normalize
 from alamp_fast.distributed import _current_client
-from alamp_fast.protocol import (
-    _connect,
-    _scatter_rows,
-    make_classifier,
-    pool_probs,
-    simulate,
-)
-from alamp_fast.strategies import STRATEGIES, get_strategy
 from alamp_fast.workflow import STATE_FILE, Project
 
-N_CLASSES = 4
-NAMES = [f"c{i}" for i in range(N_CLASSES)]
 UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens on loopback
-
-
-def make_pool(rng, n: int, d: int = 12):
-    """Overlapping Gaussian blobs (float32 features, int labels): uncertain rows everywhere."""
-    centres = rng.normal(0.0, 1.5, (N_CLASSES, d))
-    y = rng.integers(0, N_CLASSES, n)
-    return (centres[y] + rng.normal(0.0, 1.5, (n, d))).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as c:
+    with local_cluster() as c:
         yield c
 
 
@@ -83,27 +64,27 @@ def short_connect_timeout():
 
 
 def test_pool_probabilities_are_computed_on_the_workers(cluster, rng, monkeypatch):
-    X, y = make_pool(rng, 500)
+    X, y = blob_pool(rng, 500)
     clf = make_classifier("linear-svc", random_state=0).fit(X[:60], y[:60])
     with _connect(cluster.scheduler_address) as client:
         # default chunks: at most DEFAULT_BLOCK_BYTES of features and probabilities, all of
         # one size (here at most 100 rows: 5 chunks of 90, not 4 of 100 and one of 50)
-        monkeypatch.setattr(outofcore, "DEFAULT_BLOCK_BYTES", 100 * (4 * 12 + 8 * N_CLASSES))
-        assert _scatter_rows(client, X[:450], None, N_CLASSES).chunks[0] == (90,) * 5
-        assert _scatter_rows(client, X[:7], None, N_CLASSES).chunks[0] == (7,)
-        Xw = _scatter_rows(client, X, 37, N_CLASSES)
+        monkeypatch.setattr(outofcore, "DEFAULT_BLOCK_BYTES", 100 * (4 * 12 + 8 * BLOB_CLASSES))
+        assert _scatter_rows(client, X[:450], None, BLOB_CLASSES).chunks[0] == (90,) * 5
+        assert _scatter_rows(client, X[:7], None, BLOB_CLASSES).chunks[0] == (7,)
+        Xw = _scatter_rows(client, X, 37, BLOB_CLASSES)
         assert Xw.chunks[0] == (37,) * 13 + (19,)
         held = {w: len(keys) for w, keys in client.has_what().items()}
         assert len(held) == 2 and min(held.values()) > 0, f"chunks not on both workers: {held}"
-        P = pool_probs(clf, Xw, N_CLASSES)
-        assert P.chunks == (Xw.chunks[0], (N_CLASSES,))
+        P = pool_probs(clf, Xw, BLOB_CLASSES)
+        assert P.chunks == (Xw.chunks[0], (BLOB_CLASSES,))
         # the classifier is one key of the graph, not a copy in every chunk's task
         coef = clf.coef32_.tobytes()
         copies = [k for k, task in dict(P.__dask_graph__()).items() if coef in pickle.dumps(task)]
         assert len(copies) == 1, f"the classifier is held by {len(copies)} graph keys"
         # The same numbers as on the whole pool. (Were this to fail, the BLAS rounds a row's
         # product differently in a smaller matrix: see "Same picks" in docs/distributed.md.)
-        assert_exact(P.compute(), pool_probs(clf, X, N_CLASSES), "pool probabilities")
+        assert_exact(P.compute(), pool_probs(clf, X, BLOB_CLASSES), "pool probabilities")
     assert _current_client() is None, "the client was left open"
 
 
@@ -138,7 +119,7 @@ def test_strategies_select_on_dask_probabilities_without_gathering_them(name, rn
 
 
 def test_simulate_on_the_cluster_makes_the_local_picks(cluster, rng):
-    X, y = make_pool(rng, 700)
+    X, y = blob_pool(rng, 700)
     X = l2_normalize(X)
     kw = dict(strategies=["margin", "alamp", "alamp-div", "coreset"], init=20, step=12,
               iterations=3, runs=1, seed=int(rng.integers(0, 1000)), cost_sensitive=False)
@@ -171,11 +152,9 @@ def test_simulate_on_the_cluster_makes_the_local_picks(cluster, rng):
 def test_workflow_select_on_the_cluster_makes_the_same_batches(
     cluster, rng, tmp_path, capsys, strategy
 ):
-    X, y = make_pool(rng, 300)
     pool = tmp_path / "pool.npy"
-    np.save(pool, X)
-    truth = {str(i): NAMES[c] for i, c in enumerate(y.tolist())}
-    settings = dict(classes=NAMES, strategy=strategy, budget=15, init=20,
+    _, _, truth = save_blob_pool(pool, rng, 300)
+    settings = dict(classes=BLOB_NAMES, strategy=strategy, budget=15, init=20,
                     classifier="linear-svc", cost_sensitive=False, seed=5)
     local = Project.init(tmp_path / "local", pool, **settings)
     Project.init(tmp_path / "remote", pool, **settings)
@@ -225,11 +204,10 @@ def test_bad_scheduler_is_one_line_exit_2(tmp_path, rng, capsys, address, messag
     assert message in err and err.count("\n") == 1, err
     assert not out.exists(), "simulate wrote results without its cluster"
 
-    X, _ = make_pool(rng, 60)
-    np.save(tmp_path / "pool.npy", X)
+    save_blob_pool(tmp_path / "pool.npy", rng, 60)
     p = str(tmp_path / "proj")
     assert main(["init", "-p", p, "--pool", str(tmp_path / "pool.npy"), "--classes",
-                 ",".join(NAMES), "--budget", "10"]) == 0
+                 ",".join(BLOB_NAMES), "--budget", "10"]) == 0
     capsys.readouterr()
     state = (tmp_path / "proj" / STATE_FILE).read_bytes()
     assert main(["select", "-p", p, "--scheduler", address]) == 2

@@ -1,7 +1,10 @@
-"""Helpers of the fault-injection suite: projects, a real CLI process, one-line errors."""
+"""Helpers of the fault-injection suite (projects, a real CLI process, one-line errors) and of
+the Dask suites (``tests/test_scheduler.py``, ``tests/faults/test_dask_faults.py``): their pool
+and their local cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -64,3 +67,40 @@ def one_line_error(err: str, command: str) -> str:
     errors = [line for line in lines if line.startswith(f"alamp-fast {command}: error: ")]
     assert len(errors) == 1 and len(lines) == 1, err
     return errors[0]
+
+
+# ------------------------------------------------------------------- the Dask suites' pool and cluster
+
+#: Classes of :func:`blob_pool`, and their names.
+BLOB_CLASSES = 4
+BLOB_NAMES = [f"c{i}" for i in range(BLOB_CLASSES)]
+
+
+def blob_pool(rng, n: int, d: int = 12):
+    """Overlapping Gaussian blobs (float32 features, int labels): uncertain rows everywhere."""
+    centres = rng.normal(0.0, 1.5, (BLOB_CLASSES, d))
+    y = rng.integers(0, BLOB_CLASSES, n)
+    return (centres[y] + rng.normal(0.0, 1.5, (n, d))).astype(np.float32), y
+
+
+def save_blob_pool(path: Path, rng, n: int, d: int = 12):
+    """:func:`blob_pool` saved at ``path`` (``.npy``): ``(X, y, truth)``, ``truth`` mapping each
+    row-number sample id to its class name (the annotators' answers)."""
+    X, y = blob_pool(rng, n, d)
+    np.save(path, X)
+    return X, y, {str(i): BLOB_NAMES[c] for i, c in enumerate(y.tolist())}
+
+
+@contextlib.contextmanager
+def local_cluster():
+    """A Dask ``LocalCluster`` of two worker processes, one thread each, on loopback only."""
+    import distributed
+
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as c:
+        yield c

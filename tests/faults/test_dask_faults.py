@@ -8,23 +8,18 @@ import distributed  # the test extra installs it: a missing install fails, it is
 import numpy as np
 import pytest
 from conftest import assert_exact
-from test_scheduler import NAMES, make_pool
 
+from alamp_fast.al.classifiers import make_classifier, pool_probs
+from alamp_fast.al.datasets import l2_normalize
 from alamp_fast.cli import main
-from alamp_fast.datasets import l2_normalize
-from alamp_fast.protocol import make_classifier, pool_probs
 from alamp_fast.workflow import STATE_FILE, Project
+
+from .helpers import BLOB_NAMES, local_cluster, save_blob_pool
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as c:
+    with local_cluster() as c:
         yield c
 
 
@@ -79,13 +74,11 @@ def test_worker_killed_during_select_is_retried_with_the_same_batch(
     import os
     import signal
 
-    import alamp_fast.protocol as protocol
+    import alamp_fast.al.protocol as protocol
 
-    X, y = make_pool(rng, 400)
     pool = tmp_path / "pool.npy"
-    np.save(pool, X)
-    truth = {str(i): NAMES[c] for i, c in enumerate(y.tolist())}
-    settings = dict(classes=NAMES, strategy="alamp-div", budget=15, init=20,
+    _, _, truth = save_blob_pool(pool, rng, 400)
+    settings = dict(classes=BLOB_NAMES, strategy="alamp-div", budget=15, init=20,
                     classifier="linear-svc", cost_sensitive=False, seed=9)
     local = Project.init(tmp_path / "local", pool, **settings)
     Project.init(tmp_path / "remote", pool, **settings)
@@ -126,13 +119,11 @@ def test_worker_killed_during_select_is_retried_with_the_same_batch(
 def test_cluster_that_keeps_failing_is_one_line_and_the_state_untouched(
     cluster, rng, tmp_path, monkeypatch, capsys
 ):
-    import alamp_fast.protocol as protocol
+    import alamp_fast.al.protocol as protocol
 
-    X, y = make_pool(rng, 200)
     pool = tmp_path / "pool.npy"
-    np.save(pool, X)
-    truth = {str(i): NAMES[c] for i, c in enumerate(y.tolist())}
-    p = Project.init(tmp_path / "p", pool, classes=NAMES, budget=10, init=20, seed=1)
+    _, _, truth = save_blob_pool(pool, rng, 200)
+    p = Project.init(tmp_path / "p", pool, classes=BLOB_NAMES, budget=10, init=20, seed=1)
     p.label({i: truth[i] for i in p.select().ids})
     state = (tmp_path / "p" / STATE_FILE).read_bytes()
     calls = []
