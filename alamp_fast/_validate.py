@@ -7,8 +7,8 @@ shape and dtype read only an array's ``shape`` and ``dtype`` attributes (:func:`
 and torch arrays are checked by the same code without a copy or a host stand-in; the
 value checks (range, duplicates, finiteness) take the values the caller computed on its own
 device (:func:`check_index_range`, :func:`raise_duplicate`, :func:`non_finite_error`). The
-scalar checks (:func:`check_int`, :func:`check_budget`, :func:`check_bool`, :func:`as_rng`) are
-the package's only integer / flag / seed checkers.
+scalar checks (:func:`is_int`, :func:`check_int`, :func:`check_budget`, :func:`check_bool`,
+:func:`as_rng`) are the package's integer / flag / seed checkers.
 """
 
 from __future__ import annotations
@@ -206,7 +206,8 @@ def as_index_array(idx, name: str, n: int) -> np.ndarray:
     return arr
 
 
-def _is_integer(value) -> bool:
+def is_int(value) -> bool:
+    """True for Python and numpy integers, False for bools (and everything else)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -237,7 +238,7 @@ def as_rng(seed, name: str = "seed") -> np.random.Generator:
         raise TypeError(
             f"{name} must be None, a non-negative int or a numpy Generator, got {seed!r}"
         )
-    if _is_integer(seed) and seed < 0:
+    if is_int(seed) and seed < 0:
         raise ValueError(f"{name} must be a non-negative int, got {seed}")
     try:
         return np.random.default_rng(seed)

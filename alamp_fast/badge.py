@@ -33,6 +33,7 @@ from alamp_fast._parallel import twins
 from alamp_fast._validate import (
     as_float_array,
     as_index_array,
+    as_rng,
     check_budget,
     check_finite,
     raise_non_finite,
@@ -279,19 +280,6 @@ def _badge_device(ops, P, H, taken, b, uniforms):
 # public entry
 
 
-def _rng(seed) -> np.random.Generator:
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
-    if isinstance(seed, (int, np.integer)) and seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed}")
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}"
-        ) from exc
-
-
 def _check_shapes(p_shape, h_shape) -> None:
     if len(p_shape) != 2:
         raise ValueError(f"probs must be 2-D (n_samples, n_classes), got shape {tuple(p_shape)}")
@@ -461,7 +449,7 @@ def badge(probs, embeddings, b, seed=None, *, exclude=None, device=None):
     (3, 1, False)
     """
     p = _backend.plan("badge", (probs, embeddings, exclude), device)
-    rng = _rng(seed)
+    rng = as_rng(seed)
     if p.library == "torch":  # zero-copy numpy views of CPU tensors
         probs, embeddings = _backend.to_host(probs), _backend.to_host(embeddings)
     if p.on_gpu:
