@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from alamp_fast._validate import check_int as _check_int
 from alamp_fast.al.imbalance import imbalance_ratio, induce_imbalance
 from alamp_fast.al.results import RECORD_ARRAYS, RunRecord, run_seed
 
@@ -77,12 +78,9 @@ class PoolView:
 
 
 def check_int(name: str, value, low: int) -> int:
-    """``value`` as an int ``>= low``; a ValueError naming ``name`` otherwise (bools refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+    """``value`` as an int ``>= low``; a ValueError naming ``name`` otherwise (bools refused):
+    :func:`alamp_fast._validate.check_int`, the package's one integer check."""
+    return _check_int(value, name, low=low)
 
 
 def check_picks(key, picks, step, n_pool, is_labeled) -> None:
