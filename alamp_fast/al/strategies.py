@@ -84,6 +84,7 @@ import numpy as np
 
 import alamp_fast as af
 from alamp_fast._dispatch import array_library
+from alamp_fast._validate import is_int as _is_int
 
 __all__ = [
     "ALIASES",
@@ -306,10 +307,6 @@ class Strategy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, iteration={self.iteration})"
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def _scalar_int(value, key: str) -> int:
