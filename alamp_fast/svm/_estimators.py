@@ -13,6 +13,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from alamp_fast._validate import is_int as _is_int
 from alamp_fast.svm import _calibration as cal
 from alamp_fast.svm import _hinge, _solver
 from alamp_fast.svm._backend import get_backend
@@ -1014,7 +1015,3 @@ def _sample_weight(sample_weight, n: int) -> np.ndarray:
 def _bad_weight(sw):
     bad = np.ravel(sw)[~(np.isfinite(np.ravel(sw)) & (np.ravel(sw) >= 0))][0]
     raise ValueError(f"sample_weight must be finite and non-negative, got {bad!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
