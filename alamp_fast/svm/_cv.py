@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
+from alamp_fast._validate import is_int
+
 #: The default grid: ``Cs=5`` means ``np.logspace(-2, 2, 5)`` = 0.01, 0.1, 1, 10, 100.
 DEFAULT_CS = 5
 
@@ -19,7 +21,7 @@ def make_cs(Cs) -> np.ndarray:
     >>> make_cs([1, 10]).tolist()
     [1.0, 10.0]
     """
-    if isinstance(Cs, (int, np.integer)) and not isinstance(Cs, bool):
+    if is_int(Cs):
         if Cs < 1:
             raise ValueError(f"Cs={Cs} must be a positive number of grid points or a list of C")
         return np.logspace(-2, 2, int(Cs))
@@ -60,7 +62,7 @@ def stratified_folds(y, n_folds: int = 5, random_state=0) -> np.ndarray:
     >>> stratified_folds([0, 0, 0, 1, 1, 2], n_folds=3, random_state=0).tolist()
     [2, 1, 0, 0, 1, -1]
     """
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+    if not is_int(n_folds) or n_folds < 2:
         raise ValueError(f"n_folds={n_folds!r} must be an int >= 2")
     y = np.asarray(y)
     if y.ndim != 1:
@@ -118,11 +120,7 @@ def top2_margin_chunked(estimator, X, chunk_size: int = 65536):
 
     if hasattr(estimator, "predict_top2_margin"):
         return estimator.predict_top2_margin(X, chunk_size=chunk_size)
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
+    if not is_int(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r} must be a positive int")
     n = X.shape[0]
     margins, tops = [], []
