@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 
-import numpy as np
+from alamp_fast._validate import check_int
 
 
 class ProjectLockedError(RuntimeError):
@@ -44,8 +44,4 @@ def _opt(name: str, value=None) -> str:
 
 
 def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    return check_int(value, name, low=1)  # the package's one integer check
