@@ -19,10 +19,11 @@ third stage: the slowest of the three sets the pace.
 
 from __future__ import annotations
 
-import operator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from alamp_fast._validate import check_int
 
 # Largest chunk: the first copy of a pass is not overlapped with anything, so chunks stay far
 # below the memory size (256 MiB ~ 5 ms at PCIe 5 speed).
@@ -72,12 +73,7 @@ def plan_chunks(
     if not 0 < memory_fraction <= 1:
         raise ValueError(f"memory_fraction={memory_fraction} must be in (0, 1]")
     if chunk_rows is not None:
-        if isinstance(chunk_rows, (bool, np.bool_)):
-            raise TypeError(f"chunk_rows must be an integer, got {chunk_rows!r}")
-        try:
-            rows = operator.index(chunk_rows)
-        except TypeError:
-            raise TypeError(f"chunk_rows must be an integer, got {chunk_rows!r}") from None
+        rows = check_int(chunk_rows, "chunk_rows")  # TypeError naming it, bools refused
         if rows < 1:
             raise ValueError(f"chunk_rows={rows} must be >= 1")
     else:
