@@ -1,5 +1,6 @@
-"""``alamp-fast bench``: measure the acquisition kernels on this machine against the numpy /
-scikit-learn way a user would write them, and write the numbers as JSON.
+"""Kernel timing: the acquisition kernels on this machine against the numpy / scikit-learn way a
+user would write them (the cases, the timer, the machine's description); ``alamp-fast bench``
+(:mod:`alamp_fast.cli.bench`) runs them and writes the numbers as JSON.
 
 The cases here are shared with the pytest-benchmark suite in ``benchmarks/`` (one definition of
 what is measured). Each case has a ``provider``: ``alamp_fast`` (this package) or a reference;
@@ -11,7 +12,6 @@ bandwidth, measured in the same run by a multithreaded sum over a 1 GiB array.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -306,34 +306,40 @@ def environment() -> dict:
 
 
 def run_suite(
-    cases: list[Case], *, include_slow: bool = False, progress: bool = True, bandwidth=None
+    cases: list[Case], *, include_slow: bool = False, progress="auto", bandwidth=None
 ) -> dict:
-    """Measure every case; add throughput, bandwidth fraction and the ratio to the reference."""
-    from tqdm.auto import tqdm
+    """Measure every case; add throughput, bandwidth fraction and the ratio to the reference.
+
+    ``progress``: True, False or ``"auto"`` (:func:`alamp_fast._progress.make_progress`: a bar
+    with an ETA on standard error, only on a terminal with "auto"). ``bandwidth``: bytes/s
+    to take as the read bandwidth instead of measuring it (:func:`read_bandwidth`).
+    """
+    from alamp_fast._progress import make_progress
 
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    if progress and load_start:
-        print(f"[bench] load average at start: {[round(x, 2) for x in load_start]}")
-    bw = bandwidth if bandwidth is not None else read_bandwidth()
-    rows = []
     todo = [c for c in cases if include_slow or not c.slow]
-    for case in tqdm(todo, desc="bench", disable=not progress, unit="case"):
-        fn = case.setup()
-        t = measure(fn)
-        rows.append(
-            {
-                "kernel": case.kernel,
-                "provider": case.provider,
-                "reference": case.reference,
-                "sizes": case.sizes,
-                "bytes_moved": case.bytes_moved,
-                **t,
-                "rows_per_s": case.sizes["n"] / t["min_s"],
-                "gb_per_s": case.bytes_moved / t["min_s"] / 1e9,
-                "fraction_of_bandwidth": case.bytes_moved / t["min_s"] / bw,
-            }
-        )
-        del fn
+    # one step for the bandwidth measurement (a second or more), one per case
+    bar = make_progress(progress, len(todo) + (bandwidth is None), "bench", unit="case")
+    rows = []
+    try:
+        if bandwidth is None:
+            if bar is not None:
+                bar.set_postfix_str("read bandwidth", refresh=True)
+            bw = read_bandwidth()
+            if bar is not None:
+                bar.update(1)
+        else:
+            bw = bandwidth
+        for case in todo:
+            if bar is not None:
+                sizes = ",".join(f"{k}={v}" for k, v in case.sizes.items() if k != "dtype")
+                bar.set_postfix_str(f"{case.kernel} {case.provider} {sizes}", refresh=True)
+            rows.append(_measure_case(case, bw))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     by_key = {(r["kernel"], json.dumps(r["sizes"], sort_keys=True), r["provider"]): r for r in rows}
     for r in rows:
         ref = by_key.get((r["kernel"], json.dumps(r["sizes"], sort_keys=True), r["reference"]))
@@ -347,6 +353,22 @@ def run_suite(
         "under_load": under_load(load_start, load_end),
         "read_bandwidth_gb_per_s": bw / 1e9,
         "results": rows,
+    }
+
+
+def _measure_case(case: Case, bw: float) -> dict:
+    """One result row: the case's times, throughput, bandwidth fraction (``bw``: bytes/s)."""
+    t = measure(case.setup())
+    return {
+        "kernel": case.kernel,
+        "provider": case.provider,
+        "reference": case.reference,
+        "sizes": case.sizes,
+        "bytes_moved": case.bytes_moved,
+        **t,
+        "rows_per_s": case.sizes["n"] / t["min_s"],
+        "gb_per_s": case.bytes_moved / t["min_s"] / 1e9,
+        "fraction_of_bandwidth": case.bytes_moved / t["min_s"] / bw,
     }
 
 
@@ -365,92 +387,31 @@ def under_load(load_start, load_end, own_threads: int | None = None) -> bool:
     return load_start[0] >= limit or (load_end is not None and load_end[0] >= limit + own)
 
 
-def format_table(report: dict) -> str:
-    """A plain-text table of the alamp_fast rows with their speed-up over the reference."""
-    lines = [
-        f"{'kernel':<15} {'sizes':<34} {'ms':>9} {'GB/s':>7} {'bw %':>6} {'x ref':>7}  reference",
-        "-" * 100,
-    ]
-    for r in report["results"]:
-        if r["provider"] != "alamp_fast":
-            continue
-        sizes = ",".join(f"{k}={v}" for k, v in r["sizes"].items())
-        ratio = r["speedup_vs_reference"]
-        lines.append(
-            f"{r['kernel']:<15} {sizes:<34} {r['min_s'] * 1e3:9.2f} {r['gb_per_s']:7.2f} "
-            f"{100 * r['fraction_of_bandwidth']:6.1f} "
-            f"{(f'{ratio:.1f}' if ratio else '-'):>7}  {r['reference']}"
+# ------------------------------------------------------------ the command line, moved to cli/
+
+# ``alamp-fast bench``'s functions, which this module held until the package had a CLI room
+_MOVED_TO_CLI = ("add_arguments", "format_table", "run")
+
+
+def __getattr__(name: str):
+    """Deprecated names: the ``bench`` command's functions, now in :mod:`alamp_fast.cli.bench`
+    (a DeprecationWarning, then that module's function)."""
+    if name in _MOVED_TO_CLI:
+        import importlib
+        import warnings
+
+        warnings.warn(
+            f"alamp_fast.bench.{name} is deprecated: use alamp_fast.cli.bench.{name}",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    lines.append(f"read bandwidth: {report['read_bandwidth_gb_per_s']:.1f} GB/s")
-    if report.get("load_average") is not None:
-        lines.append(
-            f"load average: {[round(x, 2) for x in report['load_average']]} at start, "
-            f"{[round(x, 2) for x in report.get('load_average_at_end') or []]} at end"
-            + ("  -> figures taken UNDER LOAD" if report.get("under_load") else "")
-        )
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--scale",
-        choices=["quick", "default", "full"],
-        default="default",
-        help="sizes: quick (seconds), default, full (the issue's sizes, minutes)",
-    )
-    parser.add_argument("--kernels", default=None, help="comma-separated subset of kernels")
-    parser.add_argument("--include-slow", action="store_true", help="also the slowest references")
-    parser.add_argument(
-        "--out", default="bench.json", help="JSON file to write (default %(default)s)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args) -> int:
-    cases = make_cases(args.scale)
-    if args.kernels:
-        wanted = {k.strip() for k in args.kernels.split(",") if k.strip()}
-        known = {c.kernel for c in cases}
-        unknown = wanted - known
-        if unknown:
-            raise ValueError(f"unknown kernel(s) {sorted(unknown)}; choose from {sorted(known)}")
-        cases = [c for c in cases if c.kernel in wanted]
-    report = run_suite(cases, include_slow=args.include_slow, progress=not args.no_progress)
-    report["scale"] = args.scale
-    gpu = _gpu_report(args)
-    if gpu is not None:
-        report["gpu"] = gpu
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, args.out)
-    print(format_table(report))
-    print(f"wrote {args.out}")
-    return 0
-
-
-def _gpu_report(args):
-    """GPU cases, when a CUDA device and alamp_fast.cuda's benchmarks are available."""
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() == 0:
-            return None
-        from alamp_fast.cuda import bench as gpu_bench  # noqa: PLC0415
-    except Exception:  # no CuPy, no driver or no GPU module: CPU-only report
-        return None
-    return gpu_bench.run(
-        scale=args.scale,
-        progress=not args.no_progress,
-        cpu_measure=measure,
-        base_environment=environment(),
-    )
+        # imported by name: the measuring code does not depend on the CLI room, this alias does
+        return getattr(importlib.import_module("alamp_fast.cli.bench"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover
-    parser = argparse.ArgumentParser(prog="alamp-fast bench")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    # ``python -m alamp_fast.bench``: the bench command
+    import importlib
+
+    sys.exit(importlib.import_module("alamp_fast.cli.bench").main())

@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import assert_exact
 
+from alamp_fast.cli import finetune as cli_finetune
 from alamp_fast.finetune import data as ft_data
 from alamp_fast.finetune import pretrain
 from alamp_fast.finetune.resnet import (
@@ -463,7 +464,7 @@ def test_finetune_command_end_to_end(tmp_path, rng, capsys):
     names = np.array(["ant", "bee", "cat", "dog", "eel"])
     np.savez(tmp_path / "imgs.npz", X=X, y=names[y])
     parser = argparse.ArgumentParser()
-    pretrain.add_arguments(parser)
+    cli_finetune.add_arguments(parser)
     out = tmp_path / "out"
     args = parser.parse_args(
         [
@@ -473,7 +474,7 @@ def test_finetune_command_end_to_end(tmp_path, rng, capsys):
             "--iterations", "1", "--runs", "1", "--out", str(out), "--no-plots", "--quiet",
         ]
     )  # fmt: skip
-    assert pretrain.run(args) == 0
+    assert cli_finetune.run(args) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["finetune"]["source_classes"] == ["bee", "dog"]
     assert doc["finetune"]["target_classes"] == ["ant", "cat", "eel"]
@@ -488,12 +489,12 @@ def test_finetune_command_end_to_end(tmp_path, rng, capsys):
     # fine-tuning from those weights instead of pretraining again
     args.source_classes, args.weights = None, str(out / "source_model.pt")
     args.target_classes, args.out = "ant,cat,eel", str(tmp_path / "out2")
-    assert pretrain.run(args) == 0
+    assert cli_finetune.run(args) == 0
     doc2 = json.loads((tmp_path / "out2" / "results.json").read_text())
     assert doc2["finetune"]["pretrain"] is None and doc2["dataset"]["n_classes"] == 3
     args.source_classes = "2"
     with pytest.raises(ValueError, match="exclude each other"):
-        pretrain.run(args)
+        cli_finetune.run(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,8 +518,8 @@ def test_fit_and_predict_on_cuda(rng):
 def test_simulate_cli_scheme_ft_options(tmp_path, rng):
     """``simulate --scheme ft``: simulate_cli's parser carries the FT options without clashes,
     and its namespace runs the FT protocol."""
-    from alamp_fast import simulate_cli
     from alamp_fast.cli import CLIError
+    from alamp_fast.cli import simulate as simulate_cli
 
     X, y = blobs(rng, 48, 3)
     np.savez(tmp_path / "imgs.npz", X=X, y=y)
@@ -529,11 +530,11 @@ def test_simulate_cli_scheme_ft_options(tmp_path, rng):
     argv += ["--init", "6", "--step", "3", "--iterations", "1", "--runs", "1", "--save-order"]
     argv += ["--out", str(tmp_path / "o"), "--no-plots", "--quiet", "--targets", "0.5"]
     args = parser.parse_args(argv)
-    assert pretrain.run_simulate_ft(args) == 0
+    assert cli_finetune.run_simulate_ft(args) == 0
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
     assert doc["config"]["scheme"] == "ft"
     assert doc["config"]["strategy_kwargs"] == {"alamp": {"certainty": "confidence"}}
     assert len(doc["strategies"]["badge"]["runs"][0]["order"]) == 9
     args.classifier = "logreg"
     with pytest.raises(CLIError, match="--classifier do not apply"):
-        pretrain.run_simulate_ft(args)
+        cli_finetune.run_simulate_ft(args)

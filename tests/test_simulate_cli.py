@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -160,9 +161,9 @@ def test_custom_classifier_errors_are_one_line(tmp_path, capsys, spec, message):
 
 
 def test_without_matplotlib_plots_are_skipped_with_one_line(tmp_path, capsys, monkeypatch):
-    from alamp_fast import simulate_cli
+    from alamp_fast.cli import simulate
 
-    monkeypatch.setattr(simulate_cli, "plots_available", lambda: False)
+    monkeypatch.setattr(simulate, "plots_available", lambda: False)
     rc = main(["simulate", *TINY, "--strategies", "margin", "--out", str(tmp_path)])
     assert rc == 0
     err = capsys.readouterr().err.strip()
@@ -183,15 +184,42 @@ def test_no_progress_output_when_piped(tmp_path):
 
 
 def test_progress_bar_with_eta_when_asked(capsys):
-    from alamp_fast.al.loop import _LineProgress, make_progress
+    from alamp_fast._progress import LineProgress, make_progress
 
     assert make_progress(False, 10, "x") is None
-    bar = _LineProgress(4, "simulate", sys.stderr)
+    bar = LineProgress(4, "simulate", sys.stderr)
     for _ in range(4):
         bar.update(1)
     bar.close()
     err = capsys.readouterr().err
     assert "simulate: 4/4" in err and "ETA" in err
+
+
+class _Terminal(io.StringIO):
+    """A fake standard error that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_and_quiet_when_piped(tmp_path, monkeypatch, capsys):
+    """simulate's bar goes to standard error only when it is a terminal (the same rule and
+    helper as bench's: alamp_fast._progress)."""
+    argv = ["simulate", "--init", "20", "--step", "10", "--iterations", "2", "--runs", "1",
+            "--strategies", "margin", "--no-plots"]
+    tty = _Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    shown = tty.getvalue()
+    assert "simulate" in shown and "ETA" in shown and "3/3" in shown, shown  # init + 2
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*argv, "--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert quiet.getvalue() == ""
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    assert main([*argv, "--out", str(tmp_path / "c")]) == 0
+    assert piped.getvalue() == ""
 
 
 def test_diversification_figure_and_captions(tmp_path):

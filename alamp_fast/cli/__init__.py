@@ -1,6 +1,19 @@
-"""The ``alamp-fast`` console script.
+"""The command line: the one ``alamp-fast`` entry (:func:`main`) and its subcommands.
 
-Each subcommand lives in its own module, which exposes two functions:
+This room owns every piece of the user's terminal: argument parsing, one-line errors, exit
+codes, what is printed. The work itself stays in the library rooms (``al``, ``finetune``,
+``workflow``, ``cuda``, :mod:`alamp_fast.bench`). One module per subcommand:
+
+=====================================  ============================================
+``alamp-fast simulate``                :mod:`alamp_fast.cli.simulate`
+``alamp-fast finetune``                :mod:`alamp_fast.cli.finetune`
+``alamp-fast bench``                   :mod:`alamp_fast.cli.bench`
+``alamp-fast cuda-warmup``             :mod:`alamp_fast.cli.cuda_warmup`
+``init``/``select``/``label``/...      the annotation workflow's commands
+=====================================  ============================================
+
+and :mod:`alamp_fast.cli._options` holds the option groups and value checks several of them
+share. Each subcommand module exposes two functions:
 
 ``add_arguments(parser)``
     fills an :class:`argparse.ArgumentParser` (module import must stay light: numpy at most,
@@ -9,7 +22,7 @@ Each subcommand lives in its own module, which exposes two functions:
     does the work and returns the exit code.
 
 A user error (bad option value, unreadable file) is raised as :class:`CLIError` or
-``ValueError`` and printed as one line, ``alamp-fast: error: ...``, with exit code 2.
+``ValueError`` and printed as one line, ``alamp-fast COMMAND: error: ...``, with exit code 2.
 """
 
 from __future__ import annotations
@@ -18,23 +31,29 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
+
+# the annotation workflow's subcommands (init, select, label, status, export)
+_WORKFLOW = "alamp_fast.workflow_cli"
+_WORKFLOW_COMMANDS = ("init", "select", "label", "status", "export")
+
 # name -> (module, one-line help). Order is the order of ``alamp-fast --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("alamp_fast.simulate_cli", "run the paper's AL protocol and write results/plots"),
+    "simulate": ("alamp_fast.cli.simulate", "run the paper's AL protocol and write results/plots"),
     "finetune": (
-        "alamp_fast.finetune.pretrain",
+        "alamp_fast.cli.finetune",
         "fine-tuning scheme: pretrain a ResNet-18 on source classes, AL on the other classes",
     ),
-    "bench": ("alamp_fast.bench", "measure the acquisition kernels against numpy/scikit-learn"),
+    "bench": ("alamp_fast.cli.bench", "measure the acquisition kernels against numpy/scikit-learn"),
     "cuda-warmup": (
-        "alamp_fast.cuda.warmup_cli",
+        "alamp_fast.cli.cuda_warmup",
         "compile the CUDA kernels into the persistent cache, files in parallel",
     ),
-    "init": ("alamp_fast.workflow_cli", "create an annotation project over a pool of features"),
-    "select": ("alamp_fast.workflow_cli", "train on the labels so far and write the next batch"),
-    "label": ("alamp_fast.workflow_cli", "ingest an annotated CSV into the project"),
-    "status": ("alamp_fast.workflow_cli", "show rounds, per-class counts, ir and accuracy"),
-    "export": ("alamp_fast.workflow_cli", "write a round's batch CSV again, or every label"),
+    "init": (_WORKFLOW, "create an annotation project over a pool of features"),
+    "select": (_WORKFLOW, "train on the labels so far and write the next batch"),
+    "label": (_WORKFLOW, "ingest an annotated CSV into the project"),
+    "status": (_WORKFLOW, "show rounds, per-class counts, ir and accuracy"),
+    "export": (_WORKFLOW, "write a round's batch CSV again, or every label"),
 }
 
 
@@ -59,6 +78,7 @@ def _package_version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``alamp-fast`` parser with every subcommand whose module imports."""
     parser = argparse.ArgumentParser(
         prog="alamp-fast",
         description="Fast active-learning acquisition (margin, alamp, alamp-div, k-center).",
@@ -72,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         if module is None:
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if name in ("init", "select", "label", "status", "export"):
+        if name in _WORKFLOW_COMMANDS:
             module.add_arguments(p, name)
         else:
             module.add_arguments(p)
@@ -81,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``alamp-fast [COMMAND] ...``: parse ``argv`` (default: ``sys.argv[1:]``), run the
+    subcommand and return its exit code (2: a user error, printed as one line; 130: Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -96,7 +118,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("alamp-fast: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
