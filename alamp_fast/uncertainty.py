@@ -23,7 +23,7 @@ from alamp_fast._simd import (
     lanes_top2_32,
     lanes_top2_64,
 )
-from alamp_fast._validate import as_float_array, raise_non_finite
+from alamp_fast._validate import as_float_array, check_n_classes, raise_non_finite
 
 __all__ = ["margin", "top2_margin", "entropy", "least_confidence"]
 
@@ -234,8 +234,7 @@ def _entropy_kernel(P, out, bad_rows):
 
 def _probs(probs) -> np.ndarray:
     P = as_float_array(probs, "probs", 2)
-    if P.shape[1] < 2:
-        raise ValueError(f"probs needs at least 2 classes for a margin, got shape {P.shape}")
+    check_n_classes(P, "probs")
     return P
 
 
