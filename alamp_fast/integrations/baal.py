@@ -42,6 +42,7 @@ from baal.active.heuristics import AbstractHeuristic
 from baal.utils.array_utils import to_prob
 
 import alamp_fast as af
+from alamp_fast._validate import is_int
 from alamp_fast.integrations._state import AlampMemory
 
 __all__ = ["Alamp", "Margin"]
@@ -80,9 +81,7 @@ def _budget(query_size, n_pool: int) -> int:
 
 def _check_query_size(query_size):
     if query_size is not None and (
-        isinstance(query_size, bool)
-        or not isinstance(query_size, (int, np.integer))
-        or query_size < 1
+        not is_int(query_size) or query_size < 1
     ):
         raise ValueError(f"query_size must be a positive integer or None, got {query_size!r}")
     return None if query_size is None else int(query_size)
