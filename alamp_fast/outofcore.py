@@ -56,6 +56,7 @@ from alamp_fast._validate import (
     as_labels,
     check_budget,
     check_finite,
+    is_int,
     out_dtype,
 )
 
@@ -129,7 +130,7 @@ def block_rows_for(block_rows: int | None, bytes_per_row: int) -> int:
     (the inputs' row plus the working memory a row of the block costs)."""
     if block_rows is None:
         return max(1, DEFAULT_BLOCK_BYTES // max(1, bytes_per_row))
-    if isinstance(block_rows, (bool, np.bool_)) or not isinstance(block_rows, (int, np.integer)):
+    if not is_int(block_rows):
         raise TypeError(f"block_rows must be a positive integer, got {block_rows!r}")
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
