@@ -36,6 +36,8 @@ from alamp_fast._validate import (
     as_rng,
     check_budget,
     check_finite,
+    check_float,
+    dtype_name,
     raise_non_finite,
 )
 
@@ -335,9 +337,9 @@ def _device_inputs(ops, probs, embeddings):
     _check_shapes(tuple(P.shape), tuple(H.shape))
     kinds = []
     for name, a in (("probs", P), ("embeddings", H)):
-        kind = str(a.dtype).replace("torch.", "")
-        if kind not in ("float16", "float32", "float64", "bfloat16"):
-            raise TypeError(f"{name} must be float16/32/64, got dtype {kind}")
+        kind = dtype_name(a.dtype)
+        if kind != "bfloat16":  # torch's bfloat16 is widened, as on the CPU path
+            check_float(a, name, 2)
         kinds.append(kind)
     wide = ops.float64 if "float64" in kinds else ops.lib.float32
     if isinstance(ops, _CupyOps):

@@ -308,3 +308,18 @@ def test_badge_rejects_sparse_input(rng):
     P, H = make_inputs(rng, 10, 3, 4, np.float64)
     with pytest.raises(TypeError, match=r"sparse input is not supported.*toarray\(\)"):
         badge(P, sp.csr_matrix(H), 2)
+
+
+def test_device_path_checks_shape_and_dtype_like_the_cpu(rng):
+    """The GPU loop's checks are _validate's, read from the arrays' attributes."""
+    P, H = make_inputs(rng, 10, 3, 4, np.float64)
+    ops = badge_mod._CupyOps(np)
+    for bad_P, bad_H, exc, pattern in (
+        (P.astype(np.int64), H, TypeError, "probs must be float16/32/64, got dtype int64"),
+        (P, H.astype(bool), TypeError, "embeddings must be float16/32/64, got dtype bool"),
+        (P[:, :1], H, ValueError, r"probs must have at least 2 classes"),
+    ):
+        with pytest.raises(exc, match=pattern):
+            badge(bad_P, bad_H, 2)
+        with pytest.raises(exc, match=pattern):
+            badge_mod._run_device(ops, bad_P, bad_H, 2, np.random.default_rng(0), None)
