@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from alamp_fast._backend import parse_device
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -114,14 +116,13 @@ class TrainConfig:
 
 
 def resolve_device(device=None) -> torch.device:
-    """``device`` as a ``torch.device``; None: CUDA when available, else the CPU."""
+    """``device`` as a ``torch.device``; None: CUDA when available, else the CPU. Parsed by
+    the package's one device rule (:func:`alamp_fast._backend.parse_device`)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    dev = torch.device(str(parse_device(device, "finetune")))
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda[:N], got {device!r}")
     return dev
 
 
