@@ -94,7 +94,8 @@ class Device:
 _DEVICE_STRING = re.compile(r"(cpu|cuda)(?::(\d+))?")
 
 
-def _device_error(who: str, device, exc=ValueError):
+def device_error(who: str, device, exc=ValueError):
+    """The one error for a ``device`` argument that is not a device (``exc`` instance)."""
     return exc(
         f"{who}: device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got device={device!r}"
     )
@@ -115,14 +116,14 @@ def parse_device(device, who: str, *, any_torch_device: bool = False) -> Device 
         return None
     if _is_torch_device(device):
         if device.type not in ("cpu", "cuda") and not any_torch_device:
-            raise _device_error(who, device)
+            raise device_error(who, device)
         return Device(device.type, device.index, torch=True)
     if isinstance(device, str):
         m = _DEVICE_STRING.fullmatch(device)
         if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
-            raise _device_error(who, device)
+            raise device_error(who, device)
         return Device(m.group(1), None if m.group(2) is None else int(m.group(2)))
-    raise _device_error(who, device, TypeError)
+    raise device_error(who, device, TypeError)
 
 
 def _array_device_index(a, library: str) -> int:

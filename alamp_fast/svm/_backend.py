@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from alamp_fast._backend import parse_device
+from alamp_fast._backend import device_error, parse_device
 
 # active-set systems at least this large are spread over a thread pool (below, the pool's
 # overhead would dominate)
@@ -282,7 +282,7 @@ def get_backend(device):
     """
     dev = parse_device(device, "SVM", any_torch_device=True)
     if dev is None:
-        raise TypeError("SVM: device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got device=None")
+        raise device_error("SVM", None, TypeError)
     if dev.kind == "cpu" and not dev.torch:
         return NumpyBackend()
     return _torch_backend(device)
