@@ -5,6 +5,11 @@ cores are idle, milliseconds when they are busy with other work), which dominate
 a 1e4 x 100 top-2 took 16 ms in parallel on a loaded 2-core machine and 0.1 ms serially. Each
 kernel is therefore compiled twice from the same source (``prange`` runs as ``range`` in the
 serial twin) and :meth:`Twins.pick` takes the parallel one only for large inputs.
+
+Below both, at most :data:`NUMPY_MAX_WORK` elements, the callers that have one take a numpy
+route with the same results bit for bit (:func:`numpy_route`): compiling a kernel costs
+0.15-0.7 s of CPU per dtype the first time, and most of a fresh install's first
+``alamp-fast simulate`` was spent compiling kernels for pools numpy handles in microseconds.
 """
 
 from __future__ import annotations
@@ -14,11 +19,20 @@ import types
 import numba
 from numba import njit
 
-__all__ = ["Twins", "twins", "PARALLEL_MIN_WORK"]
+__all__ = ["Twins", "twins", "PARALLEL_MIN_WORK", "NUMPY_MAX_WORK", "numpy_route"]
 
 # elements below which the serial twin wins: a 2**20-element float32 pass is ~0.1 ms of
 # memory traffic, a few thread wake-ups on an idle machine (many more on a busy one)
 PARALLEL_MIN_WORK = 1 << 20
+# elements at or below which a caller with a numpy route takes it (nothing to compile); numpy's
+# extra passes over so few elements cost well under a millisecond
+NUMPY_MAX_WORK = 1 << 16
+
+
+def numpy_route(work: int) -> bool:
+    """Whether ``work`` elements are few enough for the numpy route (read at each call, so a
+    test can set :data:`NUMPY_MAX_WORK` to -1 to run the kernels on small inputs)."""
+    return work <= NUMPY_MAX_WORK
 
 
 class Twins:

@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["lanes_top2_64", "lanes_top2_32", "lanes_top2_16", "half_to_float", "HAS_F16C"]
+__all__ = ["lanes_top2_64", "lanes_top2_32", "lanes_top2_16", "as_float", "HAS_F16C"]
 
 
 def _host_has_f16c() -> bool:
@@ -43,16 +43,23 @@ HAS_F16C = _host_has_f16c()
 
 
 @intrinsic
-def half_to_float(typingctx, h_t):
-    """float32 of the float16 whose bits are the uint16 ``h`` (exact; F16C's vcvtph2ps)."""
-    if h_t != types.uint16:
+def as_float(typingctx, x_t):
+    """``x`` as the float the row scans compare: float32/float64 as they are, and the uint16
+    bits of a float16 widened to float32 (exact; F16C's vcvtph2ps, so only for F16C hosts)."""
+    if x_t in (types.float32, types.float64):
+
+        def codegen(context, builder, signature, args):
+            return args[0]
+
+        return x_t(x_t), codegen
+    if x_t != types.uint16:
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen_half(context, builder, signature, args):
         hv = builder.bitcast(args[0], ir.HalfType())
         return builder.fpext(hv, ir.FloatType())
 
-    return types.float32(h_t), codegen
+    return types.float32(x_t), codegen_half
 
 
 def _make_lanes_top2(lane_bytes: int):

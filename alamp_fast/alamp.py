@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 
 from alamp_fast._dispatch import dispatch
-from alamp_fast._parallel import twins
+from alamp_fast._parallel import numpy_route, twins
 from alamp_fast._validate import as_float_array, out_dtype, raise_non_finite
 
 __all__ = ["alamp_score"]
@@ -31,6 +31,16 @@ def _alamp_kernel(prev, cur, out):
         bad += not ok
         out[i] = (p - c) / s if s != 0 else 0.0
     return bad > 0
+
+
+def _alamp_numpy(prev, cur, out) -> bool:
+    """:func:`_alamp_kernel` with numpy; True if any input was negative, NaN or Inf."""
+    with np.errstate(all="ignore"):
+        s = prev + cur
+        np.divide(prev - cur, s, out=out)
+        out[s == 0] = 0
+        ok = (prev >= 0) & (cur >= 0) & (prev < np.inf) & (cur < np.inf)
+    return not ok.all()
 
 
 @dispatch("alamp_score")
@@ -67,7 +77,11 @@ def alamp_score(prev_margin, margin):
     out = np.empty(prev.shape[0], dtype=dt)
     if out.size == 0:
         return out
-    if _alamp_kernel(prev, cur, out, work=out.size):
+    if numpy_route(out.size):  # the same IEEE operations in the same dtype: the same bits
+        bad = _alamp_numpy(prev, cur, out)
+    else:
+        bad = _alamp_kernel(prev, cur, out, work=out.size)
+    if bad:
         # error path only: find the first offending value with numpy
         for name, arr in (("prev_margin", prev), ("margin", cur)):
             finite = np.isfinite(arr)

@@ -15,10 +15,10 @@ import numpy as np
 from numba import njit, prange
 
 from alamp_fast._dispatch import dispatch
-from alamp_fast._parallel import twins
+from alamp_fast._parallel import numpy_route, twins
 from alamp_fast._simd import (
     HAS_F16C,
-    half_to_float,
+    as_float,
     lanes_top2_16,
     lanes_top2_32,
     lanes_top2_64,
@@ -31,7 +31,6 @@ __all__ = ["margin", "top2_margin", "entropy", "least_confidence"]
 # stays in cache-sized pieces instead of doubling the memory of a large pool.
 _F16_BLOCK_ELEMS = 1 << 20
 
-
 # Rows are split into this many chunks per call so each thread reuses one scratch buffer.
 _N_ROW_CHUNKS = 256
 # argmax travels through the SIMD lanes as a float: exact below 2**24 columns for float32
@@ -42,10 +41,12 @@ _MAX_SIMD_COLS = 1 << 24
 def _row_top2(P, i, simd_bytes, scratch):
     """(top1, top2, first argmax, chk) of row i; chk != 0 iff the row holds NaN/Inf.
 
+    ``P`` holds float32/float64 rows, or the uint16 bits of float16 rows (widened to float32
+    as they are read, F16C); ``scratch`` has the dtype the values are compared in.
     ``simd_bytes`` (from :func:`_simd_bytes`) picks the widest vector the row fills.
     """
     C = P.shape[1]
-    lanes = simd_bytes // P.itemsize
+    lanes = simd_bytes // scratch.itemsize
     simd_cols = C - C % lanes if lanes else 0
     if simd_bytes == 64:
         lanes_top2_64(P, i, simd_cols, scratch)
@@ -54,12 +55,13 @@ def _row_top2(P, i, simd_bytes, scratch):
     elif simd_bytes == 16:
         lanes_top2_16(P, i, simd_cols, scratch)
     else:
-        scratch[0] = P[i, 0]
+        v0 = as_float(P[i, 0])
+        scratch[0] = v0
         scratch[1] = -np.inf
         scratch[2] = 0
-        scratch[3] = P[i, 0] - P[i, 0]
+        scratch[3] = v0 - v0
         simd_cols = 1
-    # read back through the typed scratch so a, b keep the input's dtype (a float64 -inf
+    # read back through the typed scratch so a, b keep the compared dtype (a float64 -inf
     # literal would turn every float32 comparison below into a float64 one)
     a = scratch[0]
     b = scratch[1]
@@ -67,7 +69,7 @@ def _row_top2(P, i, simd_bytes, scratch):
     chk = scratch[3]
     # the columns left after the vector part; strict > keeps the first argmax
     for j in range(simd_cols, C):
-        v = P[i, j]
+        v = as_float(P[i, j])
         # v - v is 0 for finite v and NaN for NaN/Inf: a row flag without a branch
         chk += v - v
         if v > a:
@@ -80,13 +82,13 @@ def _row_top2(P, i, simd_bytes, scratch):
 
 
 @njit(inline="always")
-def _simd_bytes(P):
-    """Widest vector (64, 32, 16 bytes) that one row fills, or 0 for the scalar scan."""
-    C = P.shape[1]
+def _simd_bytes(C, itemsize):
+    """Widest vector (64, 32, 16 bytes) that a row of ``C`` values of ``itemsize`` bytes
+    fills, or 0 for the scalar scan."""
     if C >= _MAX_SIMD_COLS:
         return 0
     for nbytes in (64, 32, 16):
-        if C >= nbytes // P.itemsize:
+        if C >= nbytes // itemsize:
             return nbytes
     return 0
 
@@ -94,122 +96,20 @@ def _simd_bytes(P):
 @twins()
 def _top2_kernel(P, margin_out, top_out, top1_out, bad_rows):
     """Per row: (top1 - top2, first argmax, and top1 if ``top1_out`` has room); flags rows
-    holding NaN/Inf in ``bad_rows``."""
+    holding NaN/Inf in ``bad_rows``. ``P`` is float32/float64, or float16 as its uint16 bits
+    (F16C hosts only: converted in the vector loads, one read of the half-size input); the
+    values are compared in ``margin_out``'s dtype."""
     n = P.shape[0]
-    simd_bytes = _simd_bytes(P)
+    simd_bytes = _simd_bytes(P.shape[1], margin_out.itemsize)
     n_chunks = min(n, _N_ROW_CHUNKS)
     size = (n + n_chunks - 1) // max(n_chunks, 1)
     for ch in prange(n_chunks):
-        scratch = np.empty(4, dtype=P.dtype)
+        scratch = np.empty(4, dtype=margin_out.dtype)
         for i in range(ch * size, min(n, (ch + 1) * size)):
             a, b, k, chk = _row_top2(P, i, simd_bytes, scratch)
-            margin_out[i] = a - b
-            top_out[i] = k
-            if top1_out.shape[0]:
-                top1_out[i] = a
-            bad_rows[i] = chk != 0.0
-
-
-@njit(fastmath={"contract"}, cache=True)
-def _widen_f16_row(H, i, out):
-    """out[0, :] = float32(H[i, :]) for float16 bits H (uint16): exact, branch-free, so LLVM
-    vectorises it (numpy's astype(float32) runs at ~2 ns per element here)."""
-    for j in range(H.shape[1]):
-        h = np.int32(H[i, j])
-        sign = (h & 0x8000) << 16
-        e = (h >> 10) & 0x1F
-        mant = h & 0x3FF
-        normal = sign | ((e + 112) << 23) | (mant << 13)
-        special = sign | 0x7F800000 | (mant << 13)  # Inf / NaN
-        bits = special if e == 31 else normal
-        # zero and subnormals: mant * 2**-24, exact in float32
-        sub = np.float32(mant) * np.float32(5.9604644775390625e-08)
-        sub = -sub if sign else sub
-        v = np.int32(bits).view(np.float32)
-        out[0, j] = sub if e == 0 else v
-
-
-@twins()
-def _top2_kernel_f16(H, margin_out, top_out, top1_out, bad_rows):
-    """:func:`_top2_kernel` for float16 given as its uint16 bits: each row is widened into a
-    per-thread float32 scratch row (stays in L1), then scanned as float32."""
-    n, C = H.shape
-    n_chunks = min(n, _N_ROW_CHUNKS)
-    size = (n + n_chunks - 1) // max(n_chunks, 1)
-    for ch in prange(n_chunks):
-        row = np.empty((1, C), dtype=np.float32)
-        simd_bytes = _simd_bytes(row)
-        scratch = np.empty(4, dtype=np.float32)
-        for i in range(ch * size, min(n, (ch + 1) * size)):
-            _widen_f16_row(H, i, row)
-            a, b, k, chk = _row_top2(row, 0, simd_bytes, scratch)
-            margin_out[i] = a - b
-            top_out[i] = k
-            if top1_out.shape[0]:
-                top1_out[i] = a
-            bad_rows[i] = chk != 0.0
-
-
-@njit(inline="always")
-def _row_top2_half(H, i, simd_bytes, scratch):
-    """:func:`_row_top2` of row i of float16 bits ``H`` (uint16), widened to float32 as it
-    is read (F16C): the same values as widening first, so the same results."""
-    C = H.shape[1]
-    lanes = simd_bytes // 4
-    simd_cols = C - C % lanes if lanes else 0
-    if simd_bytes == 64:
-        lanes_top2_64(H, i, simd_cols, scratch)
-    elif simd_bytes == 32:
-        lanes_top2_32(H, i, simd_cols, scratch)
-    elif simd_bytes == 16:
-        lanes_top2_16(H, i, simd_cols, scratch)
-    else:
-        v0 = half_to_float(H[i, 0])
-        scratch[0] = v0
-        scratch[1] = -np.inf
-        scratch[2] = 0
-        scratch[3] = v0 - v0
-        simd_cols = 1
-    a = scratch[0]
-    b = scratch[1]
-    k = np.int64(scratch[2])
-    chk = scratch[3]
-    for j in range(simd_cols, C):
-        v = half_to_float(H[i, j])
-        chk += v - v
-        if v > a:
-            b = a
-            a = v
-            k = j
-        elif v > b:
-            b = v
-    return a, b, k, chk
-
-
-@njit(inline="always")
-def _simd_bytes_half(C):
-    """:func:`_simd_bytes` for float16 rows read as float32 lanes."""
-    if C >= _MAX_SIMD_COLS:
-        return 0
-    for nbytes in (64, 32, 16):
-        if C >= nbytes // 4:
-            return nbytes
-    return 0
-
-
-@twins()
-def _top2_kernel_f16c(H, margin_out, top_out, top1_out, bad_rows):
-    """:func:`_top2_kernel` for float16 given as its uint16 bits, converted in the vector
-    loads (one read of the half-size input, no scratch row)."""
-    n, C = H.shape
-    simd_bytes = _simd_bytes_half(C)
-    n_chunks = min(n, _N_ROW_CHUNKS)
-    size = (n + n_chunks - 1) // max(n_chunks, 1)
-    for ch in prange(n_chunks):
-        scratch = np.empty(4, dtype=np.float32)
-        for i in range(ch * size, min(n, (ch + 1) * size)):
-            a, b, k, chk = _row_top2_half(H, i, simd_bytes, scratch)
-            margin_out[i] = a - b
+            # + (a - a), i.e. + 0.0 for finite a: a zero margin is +0.0 whatever the signs of
+            # the tied zeros (the vector lanes may pair them either way)
+            margin_out[i] = (a - b) + (a - a)
             top_out[i] = k
             if top1_out.shape[0]:
                 top1_out[i] = a
@@ -238,8 +138,16 @@ def _probs(probs) -> np.ndarray:
     return P
 
 
-def _row_blocks(P: np.ndarray):
-    """Yield (start, float32/64 block) over the rows; float16 is widened blockwise."""
+def _row_blocks(P: np.ndarray, small_as_float64: bool):
+    """Yield (start, float32/64 block) over the rows; float16 is widened blockwise.
+
+    With ``small_as_float64``, a small input (:func:`numpy_route`) is widened to float64 whole
+    (exact): a kernel that computes in float64 anyway then needs one compiled build for every
+    input dtype.
+    """
+    if small_as_float64 and numpy_route(P.size):
+        yield 0, P.astype(np.float64, copy=False)
+        return
     if P.dtype != np.float16:
         yield 0, P
         return
@@ -248,7 +156,9 @@ def _row_blocks(P: np.ndarray):
         yield start, P[start : start + rows].astype(np.float32)
 
 
-def _run_rowwise(kernel, P: np.ndarray, outs: list[np.ndarray], *extra: np.ndarray) -> None:
+def _run_rowwise(
+    kernel, P: np.ndarray, outs: list[np.ndarray], *extra: np.ndarray, small_as_float64=False
+) -> None:
     """Run a row kernel over ``P`` (float16 widened blockwise); raise on NaN/Inf/negatives.
 
     ``outs`` are per-row outputs, sliced with the row blocks; an ``extra`` output is sliced
@@ -256,7 +166,7 @@ def _run_rowwise(kernel, P: np.ndarray, outs: list[np.ndarray], *extra: np.ndarr
     """
     n = P.shape[0]
     bad = np.empty(n, dtype=np.bool_)
-    for start, block in _row_blocks(P):
+    for start, block in _row_blocks(P, small_as_float64):
         stop = start + block.shape[0]
         more = [e[start:stop] if e.shape[0] == n else e for e in extra]
         kernel(block, *[o[start:stop] for o in outs], *more, bad[start:stop], work=block.size)
@@ -270,18 +180,38 @@ def _run_rowwise(kernel, P: np.ndarray, outs: list[np.ndarray], *extra: np.ndarr
         raise_non_finite(P, "probs", first_row=row)
 
 
+def _top2_numpy(P: np.ndarray, margin_out, top_out, top1_out) -> None:
+    """:func:`_top2_kernel`'s results with numpy (small inputs: nothing to compile), bitwise:
+    top1 at the first argmax, top2 the largest of the rest, a zero margin as +0.0."""
+    W = P.astype(np.float32) if P.dtype == np.float16 else P  # exact
+    finite = np.isfinite(W)
+    if not finite.all():
+        raise_non_finite(P, "probs", finite)
+    rows = np.arange(W.shape[0])
+    top = np.argmax(W, axis=1)
+    a = W[rows, top]
+    rest = W.copy()
+    rest[rows, top] = -np.inf
+    np.subtract(a, rest.max(axis=1), out=margin_out)
+    margin_out += 0  # -0.0 -> +0.0, as the kernel
+    top_out[:] = top
+    if top1_out.shape[0]:
+        top1_out[:] = a
+
+
 def _top2(P: np.ndarray, want_top1: bool):
     n = P.shape[0]
     margin_out = np.empty(n, dtype=_out_dtype(P))
     top_out = np.empty(n, dtype=np.int64)
     top1_out = np.empty(n if want_top1 else 0, dtype=margin_out.dtype)
-    if P.dtype == np.float16:
+    if numpy_route(P.size):
+        _top2_numpy(P, margin_out, top_out, top1_out)
+    elif P.dtype == np.float16 and HAS_F16C:
         bad = np.empty(n, dtype=np.bool_)
-        kernel = _top2_kernel_f16c if HAS_F16C else _top2_kernel_f16
-        kernel(P.view(np.uint16), margin_out, top_out, top1_out, bad, work=P.size)
+        _top2_kernel(P.view(np.uint16), margin_out, top_out, top1_out, bad, work=P.size)
         if bad.any():
             raise_non_finite(P, "probs", first_row=int(np.argmax(bad)))
-    else:
+    else:  # float32/64; float16 without F16C is widened to float32 block by block
         _run_rowwise(_top2_kernel, P, [margin_out, top_out], top1_out)
     if n and not np.isfinite(margin_out).all():
         # finite inputs, infinite difference: top1 - top2 overflowed the output dtype
@@ -357,7 +287,7 @@ def entropy(probs):
     """
     P = _probs(probs)
     out = np.empty(P.shape[0], dtype=np.float64)
-    _run_rowwise(_entropy_kernel, P, [out])
+    _run_rowwise(_entropy_kernel, P, [out], small_as_float64=True)
     return out.astype(_out_dtype(P), copy=False)
 
 

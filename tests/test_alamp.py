@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import reference as ref
 from conftest import assert_exact, layouts_1d
+from kernel_routes import kernels_on_small_inputs  # noqa: F401 (autouse)
 
 import alamp_fast as af
 
@@ -89,3 +90,31 @@ def test_layout_does_not_change_result(backend, rng, dtype):
         assert_exact(
             backend(af.alamp_score, vp, vc), want, f"alamp on {name_p}/{name_c}", dtype=want.dtype
         )
+
+
+@pytest.mark.parametrize("kind", ["continuous", "zeros", "tiny", "signed-zero"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_small_input_numpy_route_equals_kernel_bitwise(monkeypatch, rng, dtype, kind):
+    from alamp_fast import _parallel
+
+    prev, cur = make_margins(rng, 999, dtype, kind)
+    want = af.alamp_score(prev, cur)
+    monkeypatch.setattr(_parallel, "NUMPY_MAX_WORK", -1)
+    got = af.alamp_score(prev, cur)
+    assert want.dtype == got.dtype
+    np.testing.assert_array_equal(want.view(np.uint8), got.view(np.uint8))
+
+
+@pytest.mark.parametrize("bad", [-1.0, np.nan, np.inf])
+def test_small_input_numpy_route_errors_equal_kernel(monkeypatch, bad):
+    from alamp_fast import _parallel
+
+    prev, cur = np.full(40, 0.5), np.full(40, 0.25)
+    cur[17] = bad
+    errors = []
+    for limit in (_parallel.NUMPY_MAX_WORK, -1):
+        monkeypatch.setattr(_parallel, "NUMPY_MAX_WORK", limit)
+        with pytest.raises(ValueError) as e:
+            af.alamp_score(prev, cur)
+        errors.append(str(e.value))
+    assert "margin[17]" in errors[0] and errors[0] == errors[1]

@@ -12,6 +12,7 @@ import reference as ref
 from conftest import assert_exact, layouts_1d
 from hypothesis import given
 from hypothesis import strategies as st
+from kernel_routes import kernels_on_small_inputs  # noqa: F401 (autouse)
 
 import alamp_fast as af
 
@@ -352,3 +353,19 @@ def test_diversify_large_int64_scores_keep_their_order():
     assert_exact(
         af.select_top(scores, 4, largest=False), [3, 0, 1, 2], "int64 ascending incl. int64 min"
     )
+
+
+@pytest.mark.parametrize("pc_kind", PSEUDO_KINDS)
+def test_diversify_small_input_numpy_route_equals_heap(monkeypatch, rng, pc_kind):
+    from alamp_fast import _parallel
+
+    pc = make_pseudo(rng, 5000, pc_kind)
+    scores = make_scores(rng, 5000, np.float32, "ties")
+    exclude = make_exclude(rng, 5000, "indices")
+    args = [(b, largest) for b in (1, 17, 400, 4000) for largest in (True, False)]
+    args = [(b, lg) for b, lg in args if b <= n_candidates(5000, exclude)]
+    want = [af.diversify(scores, pc, b, exclude=exclude, largest=lg) for b, lg in args]
+    monkeypatch.setattr(_parallel, "NUMPY_MAX_WORK", -1)
+    got = [af.diversify(scores, pc, b, exclude=exclude, largest=lg) for b, lg in args]
+    for w, g, (b, lg) in zip(want, got, args, strict=True):
+        assert_exact(g, w, f"diversify(b={b}, largest={lg}): heap vs numpy route", dtype=np.int64)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import reference as ref
 from conftest import assert_close, assert_exact, layouts_2d
+from kernel_routes import kernels_on_small_inputs  # noqa: F401 (autouse)
 
 import alamp_fast as af
 
@@ -202,18 +203,20 @@ def test_layout_does_not_change_result(backend, rng, fn, dtype):
 # float16: the F16C path (conversion in the vector loads) against the software widening
 
 
-def _run_f16_kernel(kernel, Q):
-    n = Q.shape[0]
-    m = np.empty(n, np.float32)
+def _run_top2_kernel(kernel, P, out_dtype):
+    n = P.shape[0]
+    m = np.empty(n, out_dtype)
     t = np.empty(n, np.int64)
-    t1 = np.empty(n, np.float32)
+    t1 = np.empty(n, out_dtype)
     bad = np.empty(n, bool)
-    kernel(Q.view(np.uint16), m, t, t1, bad, work=Q.size)
-    return m.view(np.uint32), t, t1.view(np.uint32), bad
+    kernel(P, m, t, t1, bad)
+    return m.view(np.uint8), t, t1.view(np.uint8), bad
 
 
 @pytest.mark.parametrize("C", [2, 3, 4, 5, 8, 10, 16, 17, 33, 100, 257])
 def test_top2_f16c_bit_identical_to_software_widening(C):
+    """The kernel on float16 bits (F16C) against the kernel on the float32 widening (the
+    route without F16C), both builds."""
     from alamp_fast import uncertainty as unc
     from alamp_fast._simd import HAS_F16C
 
@@ -223,16 +226,86 @@ def test_top2_f16c_bit_identical_to_software_widening(C):
     bits = rng.integers(0, 0x7C00, (700, C)).astype(np.uint16)  # every finite half, subnormals
     bits[::5] |= 0x8000  # negatives and -0.0
     bits[::7, 1 % C] = bits[::7, 0]  # ties
+    bits[11] = 0x8000  # a row of -0.0 with a +0.0: the margin is +0.0
+    bits[11, C - 1] = 0
     bits[3] = 0x7C00  # +Inf row, flagged as bad
     bits[4, C // 2] = 0x7E00  # NaN
     for Q in (bits.view(np.float16), rng.random((700, C)).astype(np.float16)):
         for build in ("serial", "parallel"):
-            sw = getattr(unc._top2_kernel_f16, build)
-            hw = getattr(unc._top2_kernel_f16c, build)
-            want = _run_f16_kernel(lambda *a, work, k=sw: k(*a), Q)
-            got = _run_f16_kernel(lambda *a, work, k=hw: k(*a), Q)
+            kernel = getattr(unc._top2_kernel, build)
+            want = _run_top2_kernel(kernel, Q.astype(np.float32), np.float32)
+            got = _run_top2_kernel(kernel, Q.view(np.uint16), np.float32)
             for g, w in zip(got, want, strict=True):
                 np.testing.assert_array_equal(g, w)
+
+
+def test_top2_float16_without_f16c_equals_f16c(monkeypatch):
+    from alamp_fast import uncertainty as unc
+
+    H = np.random.default_rng(2).random((3000, 37)).astype(np.float16)
+    H[5, 3] = -0.0
+    want = af.top2_margin(H), af.least_confidence(H)
+    monkeypatch.setattr(unc, "HAS_F16C", False)
+    got = af.top2_margin(H), af.least_confidence(H)
+    for w, g in zip([*want[0], want[1]], [*got[0], got[1]], strict=True):
+        assert w.dtype == g.dtype
+        np.testing.assert_array_equal(w.view(np.uint8), g.view(np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------
+# small inputs: the numpy route (nothing compiled) against the kernels, bit for bit
+
+
+def _route_inputs(rng, C, dtype):
+    P = rng.random((97, C))
+    P[::3] = np.round(P[::3] * 4) / 4  # tied maxima
+    P[::7] *= -1  # negative rows, -0.0 where rounding gave 0
+    P[::11] = -np.round(P[::11])
+    P[5] = 0.0
+    P[5, ::2] = -0.0  # tied zero maximum of both signs
+    P[6] = -0.0
+    P[6, C - 1] = 0.0
+    return P.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [2, 3, 5, 8, 10, 16, 17, 33, 100])
+def test_small_input_numpy_route_equals_kernels_bitwise(monkeypatch, C, dtype):
+    from alamp_fast import _parallel
+
+    P = _route_inputs(np.random.default_rng(C), C, dtype)
+    Pp = np.abs(P)  # entropy wants non-negative values
+
+    def results():
+        return [*af.top2_margin(P), af.least_confidence(P), af.entropy(Pp)]
+
+    want = results()
+    monkeypatch.setattr(_parallel, "NUMPY_MAX_WORK", -1)
+    got = results()
+    for w, g in zip(want, got, strict=True):
+        assert w.dtype == g.dtype
+        np.testing.assert_array_equal(w.view(np.uint8), g.view(np.uint8))
+    margin = want[0]
+    assert margin[5] == 0 and margin[6] == 0
+    assert not np.signbit(margin[5]) and not np.signbit(margin[6])  # +0.0 on both routes
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_small_input_numpy_route_errors_equal_kernels(monkeypatch, bad):
+    from alamp_fast import _parallel
+
+    P = np.random.default_rng(0).random((50, 6)).astype(np.float32)
+    P[31, 4] = bad
+    P[40, 1] = np.nan
+    errors = []
+    for limit in (_parallel.NUMPY_MAX_WORK, -1):
+        monkeypatch.setattr(_parallel, "NUMPY_MAX_WORK", limit)
+        for fn in (af.top2_margin, af.least_confidence, af.entropy):
+            with pytest.raises(ValueError) as e:
+                fn(P)
+            errors.append(str(e.value))
+    assert "probs[31, 4]" in errors[0]
+    assert errors[:3] == errors[3:]
 
 
 def test_top2_float16_public_results_equal_float32_of_widened():
