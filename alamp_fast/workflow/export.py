@@ -1,5 +1,4 @@
-"""Batches and exports: the batch CSV of a round (a pure function of the state), every label as
-CSV / Parquet / npz, and a round as Label Studio tasks."""
+"""Batches and exports: round batch CSVs, every label (CSV, Parquet, npz), Label Studio tasks."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Pool files: ``.npy`` header checks, block-by-block reading, hashing and normalising, the
-file's signature, the sample ids, and the pool checked against the project's state."""
+"""The pool file: header checks, block-by-block reading, hashing, normalising, ids, the check."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The :class:`Project`: the annotation project's API (init, select, label, status, export), each
-operation delegating to the module that owns it."""
+"""The :class:`Project` API (init, select, label, status, export), delegating to its modules."""
 
 from __future__ import annotations
 
@@ -113,7 +112,7 @@ class Project:
         cost_sensitive : bool, optional
             ``class_weight="balanced"``; None: on when the labels so far have ir >= 0.1.
         seed : int
-            The project's seed (see the module docstring: it matches ``simulate``'s).
+            The project's seed (see :mod:`alamp_fast.workflow`: it matches ``simulate``'s).
         normalize : bool
             L2-normalise the pool rows (as ``alamp-fast simulate`` does).
         strategy_kwargs : dict, optional
@@ -276,7 +275,7 @@ class Project:
             Also write the batch CSV there.
         scheduler : str, optional
             Address of a Dask scheduler (``tcp://host:8786``): the pool probabilities and the
-            strategy run on its workers (module docstring), with the same batch. Checked
+            strategy run on its workers (:mod:`alamp_fast.workflow`), with the same batch. Checked
             before the project is touched: an unreachable scheduler raises ValueError.
         chunk_rows : int, optional
             Pool rows per chunk on the cluster (needs ``scheduler``); default: equal chunks

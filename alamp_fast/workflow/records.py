@@ -1,5 +1,4 @@
-"""Annotations to ingest, read one record at a time: a CSV file (streamed), Label Studio's JSON
-export, or Python pairs; and every problem they hold, collected into one message."""
+"""Annotations read one record at a time (CSV streamed, Label Studio JSON, pairs); problems."""
 
 from __future__ import annotations
 

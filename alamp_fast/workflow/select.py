@@ -1,5 +1,4 @@
-"""select: one round, from its kind to its committed batch (the pool read and scored once, block
-by block, with progress), and the strategy and seed a project's settings make."""
+"""select: one round, from its kind to its committed batch (the pool scored once, by blocks)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""status: rounds, counts per class, ir, the lock's holder (a stale record cleared), and the
-cross-validated accuracy estimate."""
+"""status: rounds, counts per class, ir, the lock's holder, the cross-validated accuracy."""
 
 from __future__ import annotations
 

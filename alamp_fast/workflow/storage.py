@@ -1,5 +1,4 @@
-"""Crash-safe files of a project directory: its layout, atomic writes through ``O_EXCL`` temp
-files, stale temp files, and the fault points the crash tests abort at."""
+"""Crash-safe files: the project directory's layout, atomic ``O_EXCL`` writes, fault points."""
 
 from __future__ import annotations
 
