@@ -28,6 +28,19 @@ def test_console_script_resolves_to_cli_main():
     assert ep.load() is cli.main
 
 
+def test_every_option_of_every_command_has_a_help_text():
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    assert list(sub.choices) == list(cli.COMMANDS)  # every command's module imports
+    missing = [
+        f"{name} {' '.join(action.option_strings) or action.dest}"
+        for name, command in sub.choices.items()
+        for action in command._actions
+        if action.dest != "help" and not (action.help or "").strip()
+    ]
+    assert missing == []
+
+
 def test_python_dash_m_entries(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 import zlib
@@ -45,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+# make_progress: the package's one progress display (a bar with an ETA on a terminal only)
+from alamp_fast._progress import make_progress
 from alamp_fast._validate import check_int as _check_int
 from alamp_fast.al.imbalance import imbalance_ratio, induce_imbalance
 from alamp_fast.al.results import RECORD_ARRAYS, RunRecord, run_seed
@@ -237,56 +238,6 @@ def prepare_protocol(
         seed=seed,
         targets=targets,
     )
-
-
-# ----------------------------------------------------------------------------- progress
-
-
-class _LineProgress:
-    """A one-line progress display with an ETA, for when tqdm is missing."""
-
-    def __init__(self, total: int, desc: str, stream) -> None:
-        self.total, self.desc, self.stream = total, desc, stream
-        self.n, self.t0, self.postfix, self._last = 0, time.perf_counter(), "", 0.0
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        now = time.perf_counter()
-        if now - self._last < 0.5 and self.n < self.total:
-            return
-        self._last = now
-        spent = now - self.t0
-        eta = spent / self.n * (self.total - self.n) if self.n else float("nan")
-        self.stream.write(
-            f"\r{self.desc}: {self.n}/{self.total} [{spent:.0f} s, ETA {eta:.0f} s] {self.postfix}"
-        )
-        self.stream.flush()
-
-    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
-        self.postfix = text
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-def make_progress(progress, total: int, desc: str, initial: int = 0):
-    """A progress bar with an ETA, or None.
-
-    ``progress``: True (always), False (never), or ``"auto"``: only when standard error is a
-    terminal, so piped and logged runs stay quiet.
-    """
-    if progress == "auto":
-        progress = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        bar = _LineProgress(total, desc, sys.stderr)
-        bar.n = initial
-        return bar
-    return tqdm(total=total, initial=initial, unit="it", desc=desc)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -89,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=".npz with X uint8 (N, H, W, 3) and y, or a folder of class subfolders",
     )
     data.add_argument("--test-images", metavar="PATH", help="evaluation images (same classes)")
-    data.add_argument("--test-size", default="0.25", metavar="F", help="held-out fraction")
+    data.add_argument(
+        "--test-size", default="0.25", metavar="F", help="held-out fraction (default 0.25)"
+    )
     data.add_argument("--imbalance", metavar="IR", help="subsample the target pool to this ir")
     add_ft_arguments(parser.add_argument_group("model and fine-tuning (defaults: the paper's)"))
     proto = parser.add_argument_group("protocol")
@@ -205,7 +207,7 @@ def _run(args, images_path, test_path) -> int:
         threshold=parse_tristate("threshold", args.threshold),
         progress=False if args.quiet else "auto",
     )
-    from alamp_fast.report import summary_table
+    from alamp_fast.al.report import summary_table
 
     ds, cfg, pre = result.dataset, result.config, info["pretrain"]
     print(

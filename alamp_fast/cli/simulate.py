@@ -2,7 +2,7 @@
 
 With no arguments it runs every strategy on scikit-learn's digits (init 20, 10 x 20, 3 runs)
 in a few seconds and writes ``alamp_fast_out/simulate/``. With ``--train``/``--test`` it
-reads features (see :mod:`alamp_fast.datasets`) and defaults to the paper's protocol (init
+reads features (see :mod:`alamp_fast.al.datasets`) and defaults to the paper's protocol (init
 200, 15 x 200, 3 runs). With ``--scheduler ADDRESS`` the pool probabilities and the
 acquisition run on that Dask cluster, with the same picks. ``--scheme ft`` runs the paper's
 fine-tuning scheme instead (:mod:`alamp_fast.finetune`, needs torch): ``--train``/``--test``
@@ -166,10 +166,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_classifier(spec: str):
-    """A classifier name of :data:`~alamp_fast.protocol.CLASSIFIERS`, or ``module:Class``
+    """A classifier name of :data:`~alamp_fast.al.classifiers.CLASSIFIERS`, or ``module:Class``
     imported and built with its defaults (checked: ``fit`` and ``predict_proba`` or
     ``decision_function``). Errors are one-line ValueErrors naming ``--classifier``."""
-    from alamp_fast.protocol import CLASSIFIERS
+    from alamp_fast.al.classifiers import CLASSIFIERS
 
     if spec in CLASSIFIERS:
         return spec
@@ -223,12 +223,12 @@ def _on_sigterm(signum, frame):
 
 def run(args: argparse.Namespace) -> int:
     """Run the protocol described by ``args``; returns the exit code."""
+    from alamp_fast.al.datasets import load_dataset
     from alamp_fast.al.loop import remove_checkpoint
+    from alamp_fast.al.protocol import simulate
+    from alamp_fast.al.report import summary_table, write_results
+    from alamp_fast.al.strategies import STRATEGIES, canonical_name
     from alamp_fast.cli import CLIError
-    from alamp_fast.datasets import load_dataset
-    from alamp_fast.protocol import simulate
-    from alamp_fast.report import summary_table, write_results
-    from alamp_fast.strategies import STRATEGIES, canonical_name
 
     t_wall = time.perf_counter()
 

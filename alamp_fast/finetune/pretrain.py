@@ -139,7 +139,7 @@ def source_target_experiment(
         Network variant and the base seed of everything.
     out_dir : path, optional
         Writes ``source_model.pt`` (after pretraining) and the results of
-        :func:`alamp_fast.report.write_results` there.
+        :func:`alamp_fast.al.report.write_results` there.
     **simulate_kwargs
         Passed to :func:`~alamp_fast.finetune.scheme.simulate_ft` (strategies, init, step,
         iterations, runs, targets, imbalance, threshold, strategy_kwargs, progress;
@@ -240,7 +240,7 @@ def source_target_experiment(
         "weights": weights_desc,
     }
     if out is not None:
-        from alamp_fast.report import write_results
+        from alamp_fast.al.report import write_results
 
         info["paths"] = write_results(
             result, out, plots=plots, include_order=include_order, extra={"finetune": info}
