@@ -285,7 +285,8 @@ class Project:
             ``"read"`` (pool rows read), ``"fit"`` (0 of the labeled rows before the
             classifier's fit, all of them after) and ``"score"`` (pool rows scored), block by
             block (64 MiB of features). ``alamp-fast select`` shows it with an ETA on a
-            terminal. Nothing is called for a round that needs no features.
+            terminal. Nothing is called for a round that needs no features; with
+            ``scheduler``, the scoring runs on the workers and is not reported.
 
         Returns
         -------
