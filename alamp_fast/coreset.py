@@ -9,29 +9,41 @@ Speed without giving up exactness
 Every distance that decides a pick is the float64 distance ``sum_j (x_j - c_j)^2`` computed
 from the original rows (:func:`_row_sqdist`). Cheaper arithmetic only *screens*:
 
-* the first nearest-labeled search runs one BLAS GEMM per row block (float32 for float32
-  input); every labeled row whose GEMM distance lies within a proven rounding bound of the
-  row's best is re-measured exactly, so the minimum is the exact one, not the GEMM's guess;
-* each greedy step takes a float32 dot product per row (``|x|^2 + |c|^2 - 2 x.c`` on centred
-  data) and re-measures exactly only the rows for which the new center could be nearer than
-  the current nearest within that bound (a few rows per step).
+* the nearest-labeled search runs one BLAS GEMM per row block (float32 for float32 input);
+  every labeled row whose GEMM distance lies within a proven rounding bound of the row's best
+  is re-measured exactly, so the minimum is the exact one, not the GEMM's guess;
+* each greedy step takes a float32 dot product per row (``|x|^2 + |c|^2 - 2 x.c``) and
+  re-measures exactly only the rows for which the new center could be nearer than the current
+  nearest within that bound (a few rows per step).
 
 The bounds are the standard ones (``gamma_d |x| |c|`` for a d-term float32 dot product in any
-summation order, plus the float32 rounding of the centred rows), taken with a 2x margin, so the
-picks are those of the exact float64 algorithm. Data whose range would overflow float32
-products (above about 1e18 after centring) or underflow skip the screen and use the exact
-float64 pass for every row.
+summation order, plus the float32 rounding of the screened rows), taken with a 2x margin, so
+the picks are those of the exact float64 algorithm. Rows far from the origin (relative to
+their spread) and float64 input are screened through a float32 copy centred at the pool mean;
+data whose range would overflow float32 products (above about 1e18 after centring) or
+underflow skip the screen and use the exact float64 pass for every row.
 
-All ``b`` steps of a query run inside one compiled call (:func:`_greedy_run`); small pools
-run serially, larger ones with the rows split over the threads at every step.
-:class:`KCenterState` keeps every row's nearest-labeled distance between queries of one AL
-run, so a later query folds in only the newly labeled rows.
+One thread pool at a time
+-------------------------
+The passes over the pool (row norms, centring, the search's GEMM blocks with their exact
+re-measure) run on Python threads, each taking whole row blocks, with BLAS limited to one
+thread meanwhile (``threadpoolctl``): BLAS's and numba's pools never compete for the cores.
+All ``b`` greedy steps of a query run inside one compiled call (:func:`_greedy_run`); small
+pools run serially, larger ones split the rows over numba's threads at every step, after a
+few steps timed each way (a parallel region per step loses when another process holds a
+core). :class:`KCenterState` keeps every row's nearest-labeled distance between queries of
+one AL run, so a later query folds in only the newly labeled rows.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numba
 import numpy as np
@@ -40,12 +52,18 @@ from numba import njit, prange
 from alamp_fast import _parallel
 from alamp_fast._dispatch import dispatch
 from alamp_fast._parallel import twins
-from alamp_fast._validate import as_float_array, as_index_array, check_budget, check_finite
+from alamp_fast._validate import (
+    as_float_array,
+    as_index_array,
+    check_budget,
+    check_finite,
+    raise_non_finite,
+)
 
 __all__ = ["kcenter_greedy", "KCenterState"]
 
-# Rows per block of the nearest-labeled search: the (rows x n_labeled) GEMM block stays at a
-# few MiB (cache-resident for the screening pass) whatever n is.
+# Rows per block of the passes over the pool: a (rows x max(d, n_labeled)) block stays at a
+# few MiB (cache-resident between the search's GEMM and its screening pass) whatever n is.
 _INIT_BLOCK_ELEMS = 1 << 22
 # the float32 screen is used up to this many features (its rounding bound grows with d)
 _SCREEN_MAX_D = 1 << 20
@@ -80,6 +98,85 @@ def _gamma(d: int, unit: float) -> float:
     return (d + 2) * unit / (1.0 - (d + 2) * unit)
 
 
+def _slack(d: int) -> float:
+    return (4.0 * d + 16.0) * _ABS_SLACK
+
+
+# ---------------------------------------------------------------------------------------------
+# row blocks on threads, BLAS on one thread meanwhile
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_control():
+    """A threadpoolctl controller of the loaded BLAS libraries (made once: inspecting them
+    takes milliseconds), or None without threadpoolctl (then the passes run serially)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        return None
+    return ThreadpoolController()
+
+
+def _plan(n: int, max_rows: int, work: int) -> tuple[int, int]:
+    """``(rows per block, workers)`` for a pass over ``n`` rows of ``work`` elements."""
+    workers = numba.get_num_threads() if work >= _parallel.PARALLEL_MIN_WORK else 1
+    if workers > 1 and _blas_control() is None:
+        workers = 1
+    n_blocks = -(-n // max(1, max_rows))
+    if workers > 1:  # whole rounds of blocks: no worker is left with one more at the end
+        n_blocks = -(-n_blocks // workers) * workers
+    rows = max(1, -(-n // max(1, n_blocks)))
+    return rows, min(workers, -(-n // rows))
+
+
+def _run_blocks(n: int, rows: int, workers: int, fn) -> None:
+    """``fn(lo, hi, scratch)`` for every row block ``[lo, hi)``; ``workers`` threads take
+    blocks in turn (``scratch``: a dict private to the thread, for its buffers). With more
+    than one worker, BLAS is limited to one thread until all blocks are done."""
+    starts = range(0, n, rows)
+    if workers <= 1:
+        scratch: dict = {}
+        for lo in starts:
+            fn(lo, min(n, lo + rows), scratch)
+        return
+    it = iter(starts)
+    lock = threading.Lock()
+    failed = []
+
+    def worker():
+        scratch: dict = {}
+        while not failed:
+            with lock:
+                lo = next(it, None)
+            if lo is None:
+                return
+            try:
+                fn(lo, min(n, lo + rows), scratch)
+            except BaseException:
+                failed.append(True)
+                raise
+
+    ctl = _blas_control()
+    with ctl.limit(limits=1, user_api="blas") if ctl is not None else nullcontext():
+        with ThreadPoolExecutor(workers - 1) as ex:
+            futures = [ex.submit(worker) for _ in range(workers - 1)]
+            try:
+                worker()
+            finally:
+                errors = [f.exception() for f in futures]
+        for e in errors:
+            if e is not None:
+                raise e
+
+
+def _buffer(scratch: dict, key, shape, dtype) -> np.ndarray:
+    """A buffer of at least ``shape[0]`` rows kept in ``scratch`` (reused block to block)."""
+    buf = scratch.get(key)
+    if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:]:
+        buf = scratch[key] = np.empty(shape, dtype=dtype)
+    return buf[: shape[0]]
+
+
 # ---------------------------------------------------------------------------------------------
 # exact distances
 
@@ -105,40 +202,6 @@ def _sqdist_rows(X, lo, hi, c, out):
         out[i - lo] = _row_sqdist(X, i, c)
 
 
-@twins()
-def _step(X, center, min_d2, n_chunks, chunk_best, chunk_arg):
-    """min_d2 = min(min_d2, |x - center|^2) for candidates (min_d2 >= 0), and the per-chunk
-    argmax of the updated min_d2 (strict > keeps the lowest index within a chunk).
-
-    One unscreened step (every distance exact), used per chunk by :mod:`alamp_fast.distributed`.
-    """
-    n = X.shape[0]
-    c = center.astype(np.float64)
-    size = (n + n_chunks - 1) // n_chunks
-    for ch in prange(n_chunks):
-        lo = ch * size
-        hi = min(n, lo + size)
-        best = -1.0
-        arg = -1
-        for i in range(lo, hi):
-            m = min_d2[i]
-            if m < 0.0:  # labeled or already chosen
-                continue
-            d = _row_sqdist(X, i, c)
-            if d < m:
-                m = d
-                min_d2[i] = d
-            if m > best:
-                best = m
-                arg = i
-        chunk_best[ch] = best
-        chunk_arg[ch] = arg
-
-
-# ---------------------------------------------------------------------------------------------
-# the greedy loop: all steps of a query in one compiled call
-
-
 @njit(fastmath={"reassoc", "contract"}, cache=True)
 def _dot32(S, i, k):
     """float32 dot product of rows i and k of ``S`` (vectorised, float32 accumulators)."""
@@ -148,55 +211,89 @@ def _dot32(S, i, k):
     return acc
 
 
+@njit(fastmath={"reassoc", "contract"}, cache=True)
+def _fold_rows(X, S, A, a, tau, slack, min_d2, c, k, lo, hi):
+    """Fold the center ``c`` (= row ``k`` of the pool, float64) into the running minima of
+    rows ``lo .. hi - 1`` and return ``(max, argmax)`` of the updated minima over the
+    candidates (``min_d2 >= 0``; strict > keeps the lowest index; ``(-1, -1)`` if none).
+
+    With a screen (``S.shape[0] > 0``: float32 rows, ``A = |S_i|^2``, ``a = |S_i|``), a row
+    is re-measured exactly only if its screened distance minus the bound
+    ``tau (a_i + a_k)^2 + slack`` is below its current minimum; without, every row is.
+    """
+    screen = S.shape[0] > 0
+    Ak = A[k] if screen else 0.0
+    ak = a[k] if screen else 0.0
+    best = -1.0
+    arg = -1
+    for i in range(lo, hi):
+        m = min_d2[i]
+        if m < 0.0:  # labeled or already chosen
+            continue
+        exact = True
+        if screen:
+            da = A[i] + Ak - 2.0 * np.float64(_dot32(S, i, k))
+            r = a[i] + ak
+            exact = da - (tau * r * r + slack) < m
+        if exact:
+            dd = _row_sqdist(X, i, c)
+            if dd < m:
+                m = dd
+                min_d2[i] = dd
+        if m > best:
+            best = m
+            arg = i
+    return best, arg
+
+
+@twins()
+def _step(X, center, min_d2, n_chunks, chunk_best, chunk_arg):
+    """min_d2 = min(min_d2, |x - center|^2) for candidates (min_d2 >= 0), and the per-chunk
+    argmax of the updated min_d2 (strict > keeps the lowest index within a chunk).
+
+    One unscreened step (every distance exact), used per chunk by :mod:`alamp_fast.distributed`.
+    """
+    n = X.shape[0]
+    c = center.astype(np.float64)
+    none = np.empty((0, 1), dtype=np.float32)
+    no_norms = np.empty(0)
+    size = (n + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        lo = ch * size
+        best, arg = _fold_rows(
+            X, none, no_norms, no_norms, 0.0, 0.0, min_d2, c, 0, lo, min(n, lo + size)
+        )
+        chunk_best[ch] = best
+        chunk_arg[ch] = arg
+
+
+# ---------------------------------------------------------------------------------------------
+# the greedy loop: all steps of a query in one compiled call
+
+
 @twins()
 def _greedy_run(X, S, A, a, tau, slack, min_d2, pick, pos, n_steps, chosen, cbest, carg):
     """Run greedy steps ``pos .. pos + n_steps - 1``: record ``pick``, lower the running minima,
     take the next pick. Returns the pick after the last step (-1 once ``chosen`` is full).
 
-    ``S`` (float32, the screen: centred rows, or ``X`` itself) with ``A = |S_i|^2`` and
-    ``a = |S_i|`` in float64; ``S.shape[0] == 0`` disables the screen (every distance exact).
-    A row is re-measured exactly unless its screened distance minus the bound
-    ``tau (a_i + a_c)^2 + slack`` is at least its current minimum.
+    ``S``, ``A``, ``a``: the screen of :func:`_fold_rows` (``S.shape[0] == 0``: none).
     """
     n = X.shape[0]
-    d = X.shape[1]
     n_chunks = cbest.shape[0]
     size = (n + n_chunks - 1) // n_chunks
-    screen = S.shape[0] > 0
-    c = np.empty(d)
+    c = np.empty(X.shape[1])
     for s in range(n_steps):
         chosen[pos + s] = pick
         min_d2[pick] = -1.0
         if pos + s + 1 == chosen.shape[0]:
             return -1
-        for j in range(d):
+        for j in range(X.shape[1]):
             c[j] = X[pick, j]
-        Ac = A[pick] if screen else 0.0
-        ac = a[pick] if screen else 0.0
         for ch in prange(n_chunks):
             lo = ch * size
-            hi = min(n, lo + size)
-            best = -1.0
-            arg = -1
-            for i in range(lo, hi):
-                m = min_d2[i]
-                if m < 0.0:  # labeled or already chosen
-                    continue
-                exact = True
-                if screen:
-                    da = A[i] + Ac - 2.0 * np.float64(_dot32(S, i, pick))
-                    r = a[i] + ac
-                    exact = da - (tau * r * r + slack) < m
-                if exact:
-                    dd = _row_sqdist(X, i, c)
-                    if dd < m:
-                        m = dd
-                        min_d2[i] = dd
-                if m > best:
-                    best = m
-                    arg = i
-            cbest[ch] = best
-            carg[ch] = arg
+            cbest[ch], carg[ch] = _fold_rows(
+                X, S, A, a, tau, slack, min_d2, c, pick, lo, min(n, lo + size)
+            )
         # chunks cover increasing rows: the first chunk holding the max has the lowest index
         best = -1.0
         pick = -1
@@ -207,63 +304,17 @@ def _greedy_run(X, S, A, a, tau, slack, min_d2, pick, pos, n_steps, chosen, cbes
     return pick
 
 
-@njit(fastmath={"reassoc", "contract"}, cache=True)
-def _row_norms(S, A, a):
-    for i in range(S.shape[0]):
-        s = 0.0
-        for j in range(S.shape[1]):
-            t = np.float64(S[i, j])
-            s += t * t
-        A[i] = s
-        a[i] = np.sqrt(s)
-
-
-def _screen(X: np.ndarray):
-    """The float32 screen of ``X``: ``(S, A, a, tau)``, or None where it cannot be trusted.
-
-    ``S`` is ``X`` itself for float32 rows near the origin (no copy), otherwise the float32
-    rows centred at the pool mean.
-    """
-    n, d = X.shape
-    if n == 0 or d == 0 or d > _SCREEN_MAX_D:
-        return None
-    mu = X.mean(axis=0, dtype=np.float64)
-    centre = True
-    if X.dtype == np.float32:
-        # rms spread from a sample of rows (the decision only affects speed)
-        sample = X[:: max(1, n // 256)].astype(np.float64) - mu
-        spread2 = float(np.einsum("ij,ij->", sample, sample)) / sample.shape[0]
-        centre = float(mu @ mu) > _CENTRE_RATIO**2 * max(spread2, 1e-300)
-    if centre:
-        with np.errstate(over="ignore", invalid="ignore"):
-            S = np.empty((n, d), dtype=np.float32)
-            rows = max(1, _INIT_BLOCK_ELEMS // d)
-            for lo in range(0, n, rows):
-                S[lo : lo + rows] = X[lo : lo + rows] - mu
-    else:
-        S = X
-    A = np.empty(n)
-    a = np.empty(n)
-    _row_norms(S, A, a)
-    if not (np.isfinite(A).all() and float(a.max()) <= _SCREEN_MAX_NORM):
-        return None
-    return S, A, a, _tau(d, _U32)
-
-
-def _greedy(X: np.ndarray, min_d2: np.ndarray, first: int, b: int) -> np.ndarray:
+def _greedy(X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int) -> np.ndarray:
     """The ``b`` picks starting at ``first``; ``min_d2`` (updated in place) holds each row's
-    exact squared distance to its nearest labeled row, -1 for labeled rows."""
+    exact squared distance to its nearest labeled row, -1 for labeled rows. ``scr``: the
+    screen of :func:`_screen`, or None (every distance exact)."""
     n, d = X.shape
     chosen = np.empty(b, dtype=np.int64)
-    scr = _screen(X) if b > 1 else None
-    if scr is None:
+    if scr is None or b == 1:
         S, A, a, tau = np.empty((0, max(d, 1)), np.float32), np.empty(0), np.empty(0), 0.0
     else:
         S, A, a, tau = scr
-    slack = (4.0 * d + 16.0) * _ABS_SLACK
-    # per step: one screened pass over the rows (float32 dot products), a parallel region
-    # only where the pass is large enough to pay for waking the threads at every step
-    args = (X, S, A, a, tau, slack, min_d2)
+    args = (X, S, A, a, tau, _slack(d), min_d2)
     one = (np.empty(1), np.empty(1, dtype=np.int64))
     if _greedy_run.pick(X.size) is _greedy_run.serial:
         _greedy_run.serial(*args, first, 0, b, chosen, *one)
@@ -293,60 +344,197 @@ def _greedy(X: np.ndarray, min_d2: np.ndarray, first: int, b: int) -> np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------
+# the float32 screen: row norms, centring
+
+
+@njit(fastmath={"reassoc", "contract"}, cache=True, nogil=True)
+def _scan(X, lo, hi, A, a, colsum):
+    """Row norms (``A = |x|^2``, ``a = |x|``, float64) of rows ``lo .. hi - 1`` and their
+    column sums (float64, into ``colsum``). A NaN/Inf in a row makes its ``A`` non-finite."""
+    for j in range(X.shape[1]):
+        colsum[j] = 0.0
+    for i in range(lo, hi):
+        s = 0.0
+        for j in range(X.shape[1]):
+            t = np.float64(X[i, j])
+            s += t * t
+            colsum[j] += t
+        A[i] = s
+        a[i] = np.sqrt(s)
+
+
+@njit(fastmath={"reassoc", "contract"}, cache=True, nogil=True)
+def _row_norms(S, A, a):
+    """``A = |S_i|^2`` and ``a = |S_i|`` (float64) for every row of ``S``."""
+    for i in range(S.shape[0]):
+        s = 0.0
+        for j in range(S.shape[1]):
+            t = np.float64(S[i, j])
+            s += t * t
+        A[i] = s
+        a[i] = np.sqrt(s)
+
+
+@njit(fastmath={"reassoc", "contract"}, cache=True, nogil=True)
+def _centre_rows(X, lo, hi, mu, S, A, a):
+    """``S[i] = float32(X[i] - mu)`` and its norms (float64) for rows ``lo .. hi - 1``."""
+    for i in range(lo, hi):
+        s = 0.0
+        for j in range(X.shape[1]):
+            v = np.float32(np.float64(X[i, j]) - mu[j])
+            S[i, j] = v
+            t = np.float64(v)
+            s += t * t
+        A[i] = s
+        a[i] = np.sqrt(s)
+
+
+def _scan_pool(X: np.ndarray):
+    """``(A, a, mean)`` of a float32 pool in one pass (threads over row blocks); raises
+    ValueError naming the first NaN/Inf."""
+    n, d = X.shape
+    A = np.empty(n)
+    a = np.empty(n)
+    rows, workers = _plan(n, _INIT_BLOCK_ELEMS // max(d, 1), n * d)
+    sums = np.zeros((-(-n // rows), d))
+    _run_blocks(n, rows, workers, lambda lo, hi, _: _scan(X, lo, hi, A, a, sums[lo // rows]))
+    if not math.isfinite(float(A.sum())):
+        raise_non_finite(X, "features")
+    return A, a, sums.sum(axis=0) / max(n, 1)
+
+
+def _screen(X: np.ndarray, scan=None):
+    """The float32 screen of ``X``: ``(S, A, a, tau)``, or None where it cannot be trusted.
+
+    ``S`` is ``X`` itself for float32 rows near the origin (no copy; ``scan`` from
+    :func:`_scan_pool` gives their norms and mean), otherwise the float32 rows centred at
+    the pool mean.
+    """
+    n, d = X.shape
+    if n == 0 or d == 0 or d > _SCREEN_MAX_D:
+        return None
+    if scan is not None:
+        A, a, mu = scan
+        mu2 = float(mu @ mu)
+        spread2 = max(float(A.sum()) / n - mu2, 0.0)  # E|x - mu|^2 (only decides speed)
+        centre = mu2 > _CENTRE_RATIO**2 * max(spread2, 1e-300)
+    else:
+        mu = X.mean(axis=0, dtype=np.float64)
+        centre = True
+    if centre:
+        S = np.empty((n, d), dtype=np.float32)
+        A = np.empty(n)
+        a = np.empty(n)
+        rows, workers = _plan(n, _INIT_BLOCK_ELEMS // d, n * d)
+        with np.errstate(over="ignore", invalid="ignore"):
+            _run_blocks(n, rows, workers, lambda lo, hi, _: _centre_rows(X, lo, hi, mu, S, A, a))
+    else:
+        S = X
+    if not (np.isfinite(A).all() and float(a.max()) <= _SCREEN_MAX_NORM):
+        return None
+    return S, A, a, _tau(d, _U32)
+
+
+# ---------------------------------------------------------------------------------------------
 # nearest labeled row: blocked GEMM screen + exact re-measure
 
 
-@njit(cache=True)
-def _nearest_block(X, lo, xn, V, lmax, L64, tau, slack, out):
+@njit(cache=True, nogil=True)
+def _nearest_block(X, lo, xn, V, l2, lmax, L64, tau, slack, out):
     """For rows lo .. lo + V.shape[0] - 1: the exact min over labeled rows of |X[i] - L[j]|^2.
 
-    ``V[r, j]`` approximates ``|l'_j|^2 - 2 x'_i . l'_j`` (centred rows; from the GEMM), so
-    ``|x'_i|^2 + V[r, j]`` is the squared distance within ``E = tau (|x'_i| + lmax)^2 + slack``
-    (``xn[r] = |x'_i|``, ``lmax`` the largest ``|l'_j|``). Only a j with
-    ``V[r, j] <= min_k V[r, k] + 2E`` can be nearest; those are re-measured exactly from the
-    float64 labeled rows ``L64``.
+    ``V[r, j]`` approximates ``-2 x'_i . l'_j`` (rows of the screen; from the GEMM) and
+    ``l2[j] = |l'_j|^2``, so ``|x'_i|^2 + V[r, j] + l2[j]`` is the squared distance within
+    ``E = tau (|x'_i| + lmax)^2 + slack`` (``xn[r] = |x'_i|``, ``lmax`` the largest
+    ``|l'_j|``). Only a j with ``V[r, j] + l2[j] <= min_k (V[r, k] + l2[k]) + 2E`` can be
+    nearest; those are re-measured exactly from the float64 labeled rows ``L64``.
     """
     nl = V.shape[1]
     for r in range(V.shape[0]):
         # four independent running minima: the compare-select chain is latency-bound
-        u0 = u1 = u2 = u3 = V[r, 0]
+        u0 = u1 = u2 = u3 = np.float64(V[r, 0]) + l2[0]
         j4 = nl - nl % 4
         for j in range(0, j4, 4):
-            v0 = V[r, j]
-            v1 = V[r, j + 1]
-            v2 = V[r, j + 2]
-            v3 = V[r, j + 3]
+            v0 = np.float64(V[r, j]) + l2[j]
+            v1 = np.float64(V[r, j + 1]) + l2[j + 1]
+            v2 = np.float64(V[r, j + 2]) + l2[j + 2]
+            v3 = np.float64(V[r, j + 3]) + l2[j + 3]
             u0 = v0 if v0 < u0 else u0
             u1 = v1 if v1 < u1 else u1
             u2 = v2 if v2 < u2 else u2
             u3 = v3 if v3 < u3 else u3
         for j in range(j4, nl):
-            v0 = V[r, j]
+            v0 = np.float64(V[r, j]) + l2[j]
             u0 = v0 if v0 < u0 else u0
-        vmin = np.float64(min(min(u0, u1), min(u2, u3)))
+        vmin = min(min(u0, u1), min(u2, u3))
         e = xn[r] + lmax
         thr = vmin + 2.0 * (tau * e * e + slack)
         best = np.inf
         i = lo + r
         for j in range(nl):
-            if np.float64(V[r, j]) <= thr:
+            if np.float64(V[r, j]) + l2[j] <= thr:
                 dd = _row_sqdist(X, i, L64[j])
                 if dd < best:
                     best = dd
         out[r] = best
 
 
+def _search(X: np.ndarray, nl: int, block, L64: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Exact nearest-labeled squared distances ``out`` of all rows of ``X``: per row block,
+    ``block(lo, hi, scratch)`` gives the GEMM input rows ``Xb``, their norms ``xn`` and the
+    labeled side ``(m2LT = -2 L'^T, l2, lmax, tau)`` of the same precision; one GEMM and one
+    screening pass (:func:`_nearest_block`) follow, block after block on each thread."""
+    n, d = X.shape
+    slack = _slack(d)
+    rows, workers = _plan(n, _INIT_BLOCK_ELEMS // max(nl, d, 1), n * d)
+
+    def run(lo, hi, scratch):
+        Xb, xn, (m2LT, l2, lmax, tau) = block(lo, hi, scratch)
+        V = _buffer(scratch, ("V", m2LT.dtype), (hi - lo, nl), m2LT.dtype)
+        np.matmul(Xb, m2LT, out=V)
+        _nearest_block(X, lo, xn, V, l2, lmax, L64, tau, slack, out[lo:hi])
+
+    _run_blocks(n, rows, workers, run)
+    return out
+
+
+def _labeled_side(Lg: np.ndarray, tau: float):
+    """``(-2 Lg^T, |Lg|^2, max |Lg|, tau)`` for the search's GEMM (``Lg`` the screen's rows
+    of the labeled set, float32 or float64), or None if a product could overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        l2 = np.einsum("ij,ij->i", Lg, Lg, dtype=np.float64)
+        lmax = float(np.sqrt(l2.max()))
+    if Lg.dtype == np.float32 and not (np.isfinite(lmax) and lmax <= _SCREEN_MAX_NORM):
+        return None
+    return np.ascontiguousarray(Lg.T) * Lg.dtype.type(-2), l2, lmax, tau  # exact scaling
+
+
+def _nearest_screened(X: np.ndarray, scr, idx: np.ndarray) -> np.ndarray:
+    """Exact squared distance of every row of ``X`` to its nearest row ``X[idx]``, searched
+    through the pool's screen ``scr`` (its rows and norms serve both sides of the GEMM)."""
+    n = X.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    if idx.size == 0:
+        out.fill(np.inf)
+        return out
+    S, A, a, tau = scr
+    side = _labeled_side(S[idx], tau)
+    if side is None:  # (cannot happen: the screen's rows passed the same test)
+        return _nearest_d2(X, X[idx])
+    L64 = np.ascontiguousarray(X[idx], dtype=np.float64)
+    return _search(X, idx.size, lambda lo, hi, _: (S[lo:hi], a[lo:hi], side), L64, out)
+
+
 def _nearest_d2(X: np.ndarray, L_raw: np.ndarray) -> np.ndarray:
     """Exact squared distance of every row of ``X`` to its nearest row of ``L_raw`` (float64).
 
     Row blocks of ``X`` meet the labeled rows in one BLAS GEMM each (float32 for float32
-    input, against ``-2 L'`` with ``|l'|^2`` added, so the block holds the distance screen
-    directly), on data centred at the labeled mean where the rows lie far from the origin; a
-    serial pass then re-measures exactly every labeled row that the GEMM's rounding bound
-    cannot rule out, so the result is the exact minimum of :func:`_row_sqdist`, whichever
-    rows it is split into (``min`` over two labeled sets equals one search over both).
-    Only BLAS's thread pool runs during the search (the screening pass is serial), so two
-    pools never compete for the cores. Also used per chunk by :mod:`alamp_fast.distributed`.
+    input, against ``-2 L'``), on data centred at the labeled mean where the rows lie far
+    from the origin; a pass then re-measures exactly every labeled row that the GEMM's
+    rounding bound cannot rule out, so the result is the exact minimum of
+    :func:`_row_sqdist`, whichever rows it is split into (``min`` over two labeled sets
+    equals one search over both). Blocks run on threads with BLAS on one thread (one pool at
+    a time). Also used per chunk by :mod:`alamp_fast.distributed`.
     """
     n, d = X.shape
     out = np.empty(n, dtype=np.float64)
@@ -364,47 +552,33 @@ def _nearest_d2(X: np.ndarray, L_raw: np.ndarray) -> np.ndarray:
         mu = None  # near the origin: no centring (no copy of the row blocks)
     # float32 GEMM where the input is float32 and no product can overflow, per row block;
     # float64 otherwise (the exact fallback for magnitudes beyond ~1e18)
-    screens = {}
+    sides = {}
+    for dt in (
+        (np.float32, np.float64) if X.dtype == np.float32 and d < _SCREEN_MAX_D else (np.float64,)
+    ):
+        m = np.zeros(d) if mu is None else mu.astype(dt).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Lg = (L64 - m).astype(dt)
+        side = _labeled_side(Lg, _tau(d, _U32 if dt == np.float32 else _U64))
+        if side is not None:
+            sides[dt] = (None if mu is None else m.astype(dt), side)
 
-    def screen(dt):
-        if dt not in screens:
-            m = np.zeros(d) if mu is None else mu.astype(dt).astype(np.float64)
-            with np.errstate(over="ignore", invalid="ignore"):  # checked through lmax
-                Lg = (L64 - m).astype(dt)
-                l2 = np.einsum("ij,ij->i", Lg, Lg, dtype=np.float64)
-                lmax = float(np.sqrt(l2.max()))
-                ok = dt == np.float64 or (np.isfinite(lmax) and lmax <= _SCREEN_MAX_NORM)
-                screens[dt] = (
-                    None if mu is None else m.astype(dt),
-                    np.ascontiguousarray(Lg.T) * dt(-2),  # exact scaling
-                    l2.astype(dt),
-                    lmax,
-                    _tau(d, _U32 if dt == np.float32 else _U64),
-                    ok,
-                )
-        return screens[dt]
-
-    slack = (4.0 * d + 16.0) * _ABS_SLACK
-    rows = min(n, max(1, _INIT_BLOCK_ELEMS // max(L64.shape[0], d, 1)))
-    x2 = np.empty(rows)
-    xn = np.empty(rows)
-    f32 = X.dtype == np.float32 and d < _SCREEN_MAX_D and screen(np.float32)[5]
-    for start in range(0, n, rows):
-        block = X[start : start + rows]
-        m = block.shape[0]
-        for dt in (np.float32, np.float64) if f32 else (np.float64,):
-            mu_g, m2LT, l2g, lmax, tau, _ = screen(dt)
-            Xb = block.astype(dt, copy=False)
+    def block(lo, hi, scratch):
+        rows = X[lo:hi]
+        m = hi - lo
+        x2 = _buffer(scratch, "x2", (m,), np.float64)
+        xn = _buffer(scratch, "xn", (m,), np.float64)
+        for dt, (mu_g, side) in sides.items():
+            Xb = rows.astype(dt, copy=False)
             if mu_g is not None:
                 with np.errstate(over="ignore", invalid="ignore"):
                     Xb = Xb - mu_g
-            _row_norms(Xb, x2[:m], xn[:m])
-            if dt == np.float64 or float(xn[:m].max()) <= _SCREEN_MAX_NORM:
-                break  # (NaN from an overflow fails the test too)
-        V = Xb @ m2LT
-        V += l2g
-        _nearest_block(X, start, xn[:m], V, lmax, L64, tau, slack, out[start : start + m])
-    return out
+            _row_norms(Xb, x2, xn)
+            if dt == np.float64 or float(xn.max()) <= _SCREEN_MAX_NORM:
+                return Xb, xn, side  # (NaN from an overflow fails the test too)
+        raise AssertionError("unreachable: the float64 side always exists")
+
+    return _search(X, L64.shape[0], block, L64, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,8 +625,9 @@ class KCenterState:
             h.update(np.ascontiguousarray(X[rows]).tobytes())
         return (X.shape, X.dtype.str, h.hexdigest())
 
-    def _nearest(self, X: np.ndarray, lab: np.ndarray) -> np.ndarray:
-        """min_d2 for ``lab`` (a copy the greedy loop may change)."""
+    def _nearest(self, X: np.ndarray, lab: np.ndarray, search) -> np.ndarray:
+        """min_d2 for ``lab`` (a copy the greedy loop may change); ``search(rows)`` gives
+        every pool row's exact squared distance to its nearest of ``X[rows]``."""
         n = X.shape[0]
         mask = np.zeros(n, dtype=bool)
         mask[lab] = True
@@ -468,7 +643,7 @@ class KCenterState:
             new = np.flatnonzero(mask & ~self._labeled)
             min_d2 = self._min_d2.copy()
         if new.size:
-            np.minimum(min_d2, _nearest_d2(X, X[new]), out=min_d2)
+            np.minimum(min_d2, search(new), out=min_d2)
         min_d2[lab] = -1.0
         self._key, self._labeled, self._min_d2 = key, mask, min_d2
         self.rows_measured = int(new.size)
@@ -520,9 +695,12 @@ def kcenter_greedy(features, labeled, b, *, state=None):
     [3, 2]
     """
     X = as_float_array(features, "features", 2)
-    check_finite(X, "features")
     if X.dtype == np.float16:
         X = X.astype(np.float32)
+    # float32: the screen's row norms and mean in the same pass as the NaN/Inf check
+    scan = _scan_pool(X) if X.dtype == np.float32 and X.size else None
+    if scan is None:
+        check_finite(X, "features")
     if state is not None and not isinstance(state, KCenterState):
         raise TypeError(f"state must be a KCenterState or None, got {type(state).__name__}")
     n = X.shape[0]
@@ -537,14 +715,18 @@ def kcenter_greedy(features, labeled, b, *, state=None):
                 f"features hold a value of magnitude {big:.3g}: squared distances overflow "
                 "float64 above about 1e150; rescale the features (e.g. divide by their max)"
             )
+    scr = _screen(X, scan) if b > 1 or lab.size else None
+
+    def search(rows):
+        return _nearest_screened(X, scr, rows) if scr is not None else _nearest_d2(X, X[rows])
+
     if state is not None:
-        min_d2 = state._nearest(X, lab)
+        min_d2 = state._nearest(X, lab, search)
     elif lab.size:
-        min_d2 = _nearest_d2(X, X[lab])
+        min_d2 = search(lab)
         min_d2[lab] = -1.0
     else:
         min_d2 = np.full(n, np.inf)
     # first maximum: lowest index among ties (row 0 when nothing is labeled)
     first = int(np.argmax(min_d2))
-    return _greedy(X, min_d2, first, b)
-
+    return _greedy(X, scr, min_d2, first, b)
