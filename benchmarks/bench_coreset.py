@@ -4,12 +4,16 @@ Caltech-101 size (the train split's MobileNet features, 200 labeled, b = 200), i
 
 * ``query``: ``kcenter_greedy`` from scratch (nearest-labeled search + 200 greedy steps);
 * ``query_with_state``: a later query of the same AL run (:class:`KCenterState`, 200 newly
-  labeled rows folded in);
+  labeled rows folded in; the state of the earlier query is prepared outside the timing);
 * ``floor``: one float32 GEMM of the pool against the labeled rows plus b GEMVs ``X @ c``;
 
 each measured idle and with a spinning process on one core. Then the first nearest-labeled
-search at ``--big-n`` x 512 against a lone float32 GEMM of the same size. Writes
-``benchmarks/results/coreset_cpu.json``::
+search at ``--big-n`` x 512 against a lone float32 GEMM of the same size. The cases of a
+figure alternate (floor, query, later query, floor, ...), so a change of the machine's load
+hits both sides of a ratio alike; ratios are of medians (and of minima). Every figure
+records the load average and the CPU time other processes took while it ran
+(``foreign_cpu``, cores). Writes ``benchmarks/results/coreset_cpu.json``; about a minute on
+an idle 2-core machine::
 
     python benchmarks/bench_coreset.py [--data DIR] [--big-n 1000000] [--repeats 7]
 """
@@ -19,10 +23,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
-from _harness import Run, busy_core, load_average, timeit
+from _harness import Run, busy_core, load_average
 
 import alamp_fast as af
 from alamp_fast.coreset import _nearest_d2
@@ -40,59 +45,116 @@ def caltech_features(data: Path) -> np.ndarray:
         return ((d["Xq"].astype(np.float32) - d["zero_point"]) * d["scale"]).astype(np.float32)
 
 
+class ForeignCpu:
+    """CPU time other processes took (cores, averaged over the wall time), from /proc/stat;
+    None where that file is missing."""
+
+    def __init__(self) -> None:
+        self.t0, self.busy0, self.own0 = time.perf_counter(), _busy_s(), _own_s()
+
+    def cores(self) -> float | None:
+        busy = _busy_s()
+        if busy is None or self.busy0 is None:
+            return None
+        wall = max(time.perf_counter() - self.t0, 1e-9)
+        return round(max(0.0, (busy - self.busy0) - (_own_s() - self.own0)) / wall, 2)
+
+
+def _busy_s() -> float | None:
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return None
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def _own_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def alternate(cases: dict, repeats: int, prepare: dict | None = None) -> dict:
+    """Time the ``cases`` in turn, ``repeats`` rounds after one warm-up round; min/median.
+    ``prepare[name]()``, where given, runs untimed before each call of that case."""
+    prepare = prepare or {}
+    times = {k: [] for k in cases}
+    for r in range(repeats + 1):
+        for name, fn in cases.items():
+            if name in prepare:
+                prepare[name]()
+            t = time.perf_counter()
+            fn()
+            if r:
+                times[name].append(time.perf_counter() - t)
+    return {
+        k: {"min_s": min(v), "median_s": float(np.median(v)), "repeats": repeats}
+        for k, v in times.items()
+    }
+
+
 def caltech_cases(X: np.ndarray, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     n_lab, b = 200, 200
     lab = rng.choice(X.shape[0], n_lab, replace=False)
     first = af.kcenter_greedy(X, lab, b)
     lab2 = np.r_[lab, first]
-
-    def query():
-        return af.kcenter_greedy(X, lab, b)
-
-    def query_with_state():
-        st = af.KCenterState()
-        af.kcenter_greedy(X, lab, b, state=st)  # the earlier query of the run
-        return st
-
+    L = np.ascontiguousarray(X[lab])
     states = []
 
-    def later():  # only the later query is timed: the state is prepared outside
-        return af.kcenter_greedy(X, lab2, b, state=states.pop())
-
     def floor():
-        L = X[lab]
         X @ L.T
         for i in range(b):
             X @ X[i]
 
-    assert np.array_equal(af.kcenter_greedy(X, lab2, b, state=query_with_state()),
-                          af.kcenter_greedy(X, lab2, b))
+    def query():
+        return af.kcenter_greedy(X, lab, b)
+
+    def earlier():  # the earlier query of the run, untimed
+        st = af.KCenterState()
+        af.kcenter_greedy(X, lab, b, state=st)
+        states.append(st)
+
+    def later():
+        return af.kcenter_greedy(X, lab2, b, state=states.pop())
+
+    earlier()
+    assert np.array_equal(later(), af.kcenter_greedy(X, lab2, b))
     out = {}
     for cond in ("idle", "other_core_busy"):
         ctx = busy_core() if cond == "other_core_busy" else _null()
         with ctx as busy_load:
             row = {"load_average_during": busy_load or load_average()}
-            row["floor"] = timeit(floor, repeats=repeats)
-            row["query"] = timeit(query, repeats=repeats)
-            times = []
-            for _ in range(repeats + 1):
-                states.append(query_with_state())
-                t = timeit(later, repeats=1, warmup=0)
-                times.append(t["min_s"])
-            times = times[1:]
-            row["query_with_state"] = {
-                "min_s": min(times), "median_s": float(np.median(times)), "repeats": repeats
-            }
+            foreign = ForeignCpu()
+            row.update(
+                alternate(
+                    {"floor": floor, "query": query, "query_with_state": later},
+                    repeats,
+                    prepare={"query_with_state": earlier},
+                )
+            )
+            # the spinning process is "foreign" too: subtract the core it holds
+            fc = foreign.cores()
+            row["foreign_cpu"] = None if fc is None else max(0.0, fc - (cond != "idle"))
             for k in ("query", "query_with_state"):
                 row[k]["ratio_to_floor"] = row[k]["min_s"] / row["floor"]["min_s"]
                 row[k]["median_ratio_to_floor"] = row[k]["median_s"] / row["floor"]["median_s"]
         out[cond] = row
-        print(cond, {k: (round(v["min_s"], 4), round(v.get("ratio_to_floor", 1), 2))
-                     for k, v in row.items() if isinstance(v, dict)})
-    out["busy_over_idle"] = out["other_core_busy"]["query"]["min_s"] / out["idle"]["query"]["min_s"]
-    out["sizes"] = {"n": X.shape[0], "d": X.shape[1], "labeled": n_lab, "b": b,
-                    "dtype": "float32"}
+        print(
+            cond,
+            {
+                k: (round(v["median_s"], 4), round(v.get("median_ratio_to_floor", 1), 2))
+                for k, v in row.items()
+                if isinstance(v, dict)
+            },
+            "other processes:",
+            row["foreign_cpu"],
+            "cores",
+        )
+    idle, busy = out["idle"]["query"], out["other_core_busy"]["query"]
+    out["busy_over_idle"] = busy["min_s"] / idle["min_s"]
+    out["median_busy_over_idle"] = busy["median_s"] / idle["median_s"]
+    out["sizes"] = {"n": X.shape[0], "d": X.shape[1], "labeled": n_lab, "b": b, "dtype": "float32"}
     return out
 
 
@@ -109,17 +171,35 @@ def big_search(n: int, d: int, n_lab: int, repeats: int) -> dict:
     X = rng.standard_normal((n, d), dtype=np.float32)
     L = X[rng.choice(n, n_lab, replace=False)]
     Lt = np.ascontiguousarray(L.T)
-    gemm = timeit(lambda: X @ Lt, repeats=repeats)
-    search = timeit(lambda: _nearest_d2(X, L), repeats=repeats)
+    load = load_average()
+    foreign = ForeignCpu()
+    t = alternate(
+        {"lone_gemm": lambda: X @ Lt, "nearest_labeled_search": lambda: _nearest_d2(X, L)}, repeats
+    )
+    gemm, search = t["lone_gemm"], t["nearest_labeled_search"]
     out = {
         "sizes": {"n": n, "d": d, "labeled": n_lab, "dtype": "float32"},
+        "load_average_during": load,
+        "foreign_cpu": foreign.cores(),
         "lone_gemm": gemm,
         "nearest_labeled_search": search,
         "ratio_to_gemm": search["min_s"] / gemm["min_s"],
         "median_ratio_to_gemm": search["median_s"] / gemm["median_s"],
     }
-    print("first search", n, "x", d, round(search["min_s"], 3), "s, gemm",
-          round(gemm["min_s"], 3), "s, ratio", round(out["ratio_to_gemm"], 2))
+    print(
+        "first search",
+        n,
+        "x",
+        d,
+        round(search["median_s"], 3),
+        "s, gemm",
+        round(gemm["median_s"], 3),
+        "s, median ratio",
+        round(out["median_ratio_to_gemm"], 2),
+        "other processes:",
+        out["foreign_cpu"],
+        "cores",
+    )
     return out
 
 
@@ -133,7 +213,7 @@ def main(argv=None) -> int:
     run = Run("coreset_cpu")
     X = caltech_features(args.data)
     results = {"caltech": caltech_cases(X, args.repeats)}
-    results["first_search"] = big_search(args.big_n, 512, 200, max(2, args.repeats // 2))
+    results["first_search"] = big_search(args.big_n, 512, 200, max(3, args.repeats // 2))
     run.write(results, args.out)
     return 0
 
