@@ -9,7 +9,7 @@ codes, what is printed. The work itself stays in the library rooms (``al``, ``fi
 ``alamp-fast finetune``                :mod:`alamp_fast.cli.finetune`
 ``alamp-fast bench``                   :mod:`alamp_fast.cli.bench`
 ``alamp-fast cuda-warmup``             :mod:`alamp_fast.cli.cuda_warmup`
-``init``/``select``/``label``/...      the annotation workflow's commands
+``init``/``select``/``label``/...      :mod:`alamp_fast.cli.workflow`
 =====================================  ============================================
 
 and :mod:`alamp_fast.cli._options` holds the option groups and value checks several of them
@@ -34,7 +34,7 @@ import sys
 __all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 
 # the annotation workflow's subcommands (init, select, label, status, export)
-_WORKFLOW = "alamp_fast.workflow_cli"
+_WORKFLOW = "alamp_fast.cli.workflow"
 _WORKFLOW_COMMANDS = ("init", "select", "label", "status", "export")
 
 # name -> (module, one-line help). Order is the order of ``alamp-fast --help``.
