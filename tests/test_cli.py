@@ -50,6 +50,11 @@ def test_python_dash_m_entries(tmp_path):
 
     out = run("-m", "alamp_fast.cli", "--version")
     assert out.returncode == 0 and out.stdout.startswith("alamp-fast "), out.stderr
+    # building every command's parser goes through no deprecated module path
+    out = run("-W", "error::DeprecationWarning", "-m", "alamp_fast.cli", "--help")
+    assert out.returncode == 0 and "cuda-warmup" in out.stdout and "export" in out.stdout, (
+        out.stderr
+    )
     # docs/finetune.md's command, and the new module's
     for module in ("alamp_fast.finetune.pretrain", "alamp_fast.cli.finetune"):
         out = run("-m", module, "--help")
