@@ -2,14 +2,15 @@
 
 For every host (modAL, scikit-activeml, baal, small-text) and every version in ``MATRIX`` (the
 oldest release the extra of ``pyproject.toml`` admits, the current one, the release just below
-the range where one fails; for modAL also the last scikit-learn before 1.8),
-this script makes a fresh virtual environment under ``--work`` (default
-``/tmp/alamp-adapters``), installs that host version (and whatever it needs that the base
-environment lacks) into it, and runs the adapter's tests (``tests/test_integrations_<host>.py``)
-and the examples of ``docs/integrations.md`` for that host (``tests/test_integrations_docs.py``)
-against a snapshot of the repository's ``HEAD``. Pass/fail, test counts and the versions that
-were really imported go to ``benchmarks/results/adapters_matrix.json``, and its markdown table
-into ``docs/integrations.md`` (``--table`` prints it, ``--docs`` writes it).
+the range where one fails; for modAL also the last scikit-learn before 1.8), this script makes a
+fresh virtual environment under ``--work`` (default ``alamp-adapters`` in the temporary folder),
+installs that host version (and whatever it needs that the base environment lacks) into it, and
+runs the adapter's tests (``tests/test_integrations_<host>.py``) and the examples of
+``docs/integrations.md`` for that host (``tests/test_integrations_docs.py``) against a snapshot
+of the repository's ``HEAD``. Pass/fail, test counts and the versions that were really imported
+go to ``benchmarks/results/adapters_matrix.json``, and its markdown table into
+``docs/integrations.md`` (``--table`` prints it, ``--docs`` writes it). A version inside the
+range that fails makes the exit status 1.
 
 Each environment is layered over the base environment (``--base``, default the running
 interpreter's, i.e. the project's ``.venv``): its own site-packages come first, then the base's,
@@ -33,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -250,9 +252,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=sorted(DIST), action="append",
                    help="run only this host's rows (repeatable); the others are kept")
-    p.add_argument("--work", type=Path, default=Path("/tmp/alamp-adapters"))
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "alamp-adapters",
+                   help="folder for the environments, logs and the source snapshot")
     p.add_argument("--base", default=sys.executable, help="python of the base environment")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (JSON)")
     p.add_argument("--table", action="store_true", help="print the docs table of --out and exit")
     p.add_argument("--docs", action="store_true",
                    help="write the table of --out into docs/integrations.md and exit")
