@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from conftest import assert_exact
 
+from alamp_fast.al.datasets import l2_normalize, load_features
+from alamp_fast.al.protocol import derive_seed, make_classifier, simulate
+from alamp_fast.al.strategies import STRATEGIES
 from alamp_fast.cli import main
-from alamp_fast.datasets import l2_normalize, load_features
-from alamp_fast.protocol import derive_seed, make_classifier, simulate
-from alamp_fast.strategies import STRATEGIES
 from alamp_fast.workflow import STATE_FILE, PoolChangedError, Project
 
 N_CLASSES = 5
@@ -630,7 +630,7 @@ def test_random_rounds_read_no_features_and_the_hash_is_not_recomputed(
 
 @pytest.mark.parametrize("strategy", ["alamp", "margin", "entropy"])
 def test_a_round_scores_the_pool_once(tmp_path, rng, monkeypatch, strategy):
-    from alamp_fast.protocol import SoftmaxLinearSVC
+    from alamp_fast.al.classifiers import SoftmaxLinearSVC
 
     n = 600
     X, y, _ = make_pool(rng, n=n)

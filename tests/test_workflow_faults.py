@@ -25,8 +25,8 @@ from conftest import assert_exact
 from test_workflow import NAMES, drive, make_pool, state_bytes, truth_by_id, write_pool
 
 import alamp_fast as af
+from alamp_fast.al.strategies import get_strategy
 from alamp_fast.cli import main
-from alamp_fast.strategies import get_strategy
 from alamp_fast.workflow import (
     FAULT_ENV,
     FAULT_EXIT_CODE,

@@ -152,7 +152,7 @@ def test_pool_header_announcing_more_rows_than_the_file_has(project, capsys):
 
 
 def test_pool_truncated_while_it_is_read(project, monkeypatch, capsys):
-    import alamp_fast.datasets as datasets
+    import alamp_fast.al.datasets as datasets
     import alamp_fast.workflow.pool as wf_pool
 
     proj_dir, _ = project
