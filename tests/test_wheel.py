@@ -72,8 +72,11 @@ def test_wheel_holds_every_kernel_source(wheel):
     assert any(s.endswith(".cu") for s in sources) and "common.cuh" in sources
     missing = [s for s in sources if f"alamp_fast/cuda/kernels/{s}" not in names]
     assert not missing, f"the wheel lacks {missing}"
-    for module in ("_kernels.py", "_nvrtc.py", "warmup_cli.py"):
-        assert f"alamp_fast/cuda/{module}" in names
+    for module in ("cuda/_kernels.py", "cuda/_nvrtc.py", "cli/cuda_warmup.py"):
+        assert f"alamp_fast/{module}" in names
+    # the emulator's C++ sources: it builds them on first use in the installed package
+    for source in ("emu.h", "emu_ops.h", "runtime.cpp"):
+        assert f"alamp_fast/cuda/emulate/{source}" in names
 
 
 @pytest.fixture(scope="module")
