@@ -1,5 +1,5 @@
 """``select``'s progress: the ``progress`` callback of :meth:`Project.select` (reading, fitting,
-scoring, block by block), and ``alamp-fast select`` drawing it with an ETA on a terminal only."""
+scoring, chunk by chunk), and ``alamp-fast select`` drawing it with an ETA on a terminal only."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _stages(calls, stage):
 
 
 @pytest.mark.parametrize("strategy", ["alamp", "entropy"])  # the fused path; the probabilities
-def test_progress_is_reported_block_by_block_and_changes_no_pick(
+def test_progress_is_reported_chunk_by_chunk_and_changes_no_pick(
     tmp_path, rng, monkeypatch, strategy
 ):
     X, y, _ = make_pool(rng, n=300, d=8)
@@ -52,9 +52,9 @@ def test_progress_is_reported_block_by_block_and_changes_no_pick(
     proj.label({i: truth[i] for i in proj.select().ids})
     shutil.copytree(tmp_path / "a", tmp_path / "b")
 
-    whole = Project.open(tmp_path / "a").select()  # one block: the pool is small
+    whole = Project.open(tmp_path / "a").select()  # no progress: the classifier's own call
 
-    monkeypatch.setattr(wf_pool, "_POOL_BLOCK_BYTES", 8 * 4 * 64)  # 64 rows a block
+    monkeypatch.setattr(wf_pool, "_POOL_BLOCK_BYTES", 8 * 4 * 64)  # 64-row blocks and chunks
     calls = []
     blocked = Project.open(tmp_path / "b").select(progress=lambda *a: calls.append(a))
     n = X.shape[0]
@@ -63,11 +63,63 @@ def test_progress_is_reported_block_by_block_and_changes_no_pick(
     assert fit == [(0, 40), (40, 40)], fit
     assert score == [(k, n) for k in (64, 128, 192, 256, 300)], score
     assert [c[0] for c in calls] == ["read"] * 5 + ["fit"] * 2 + ["score"] * 5
-    # scoring block by block gives the values of the whole-pool pass, bit for bit
+    # scoring chunk by chunk with progress gives the values of the call without, bit for bit
     assert_exact(blocked.rows, whole.rows, "picks")
     assert_exact(blocked.scores, whole.scores, "scores")
     assert_exact(blocked.margins, whole.margins, "margins")
     assert blocked.predicted == whole.predicted
+
+
+@pytest.mark.parametrize("strategy", ["alamp", "entropy"])
+def test_with_progress_the_classifier_still_scores_the_pool_in_one_call(
+    labeled_project, monkeypatch, strategy
+):
+    import alamp_fast.al.protocol as protocol
+
+    proj_dir, X = labeled_project  # alamp's project; entropy's is a copy with its labels
+    if strategy != "alamp":
+        proj_dir = _with_strategy(proj_dir, strategy)
+    monkeypatch.setattr(wf_pool, "_POOL_BLOCK_BYTES", 8 * 4 * 64)  # many chunks
+    calls, depth = [], [0]
+    make = protocol.make_classifier
+
+    def wrap(f, name):
+        def outermost(Xs, *a, **k):
+            depth[0] += 1
+            try:
+                out = f(Xs, *a, **k)
+                if name == "_proba_chunks":
+                    out = list(out)  # a generator: consumed inside the count
+                return out
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0 and Xs.shape[0] > 40:  # scoring the pool, not the fit
+                    calls.append((name, Xs.shape[0]))
+        return outermost
+
+    def make_counted(*a, **k):
+        clf = make(*a, **k)
+        for name in ("predict_proba", "decision_function", "predict_top2_margin",
+                     "_proba_chunks"):
+            setattr(clf, name, wrap(getattr(clf, name), name))
+        return clf
+
+    monkeypatch.setattr(protocol, "make_classifier", make_counted)
+    seen = []
+    Project.open(proj_dir).select(progress=lambda *a: seen.append(a))
+    assert len([s for s in seen if s[0] == "score"]) > 1  # reported chunk by chunk
+    assert calls == [("_proba_chunks", X.shape[0])], calls  # and scored in one call
+
+
+def _with_strategy(proj_dir, strategy):
+    """A copy of the project at ``proj_dir`` made with another strategy, same labels."""
+    src = Project.open(proj_dir)
+    pool = src.status(cv=0)["pool"]["path"]
+    dst = Project.init(proj_dir.parent / f"p-{strategy}", pool, classes=src.classes,
+                       strategy=strategy, budget=10, init=40, seed=3)
+    dst.select()
+    dst.label({row["id"]: row["label"] for row in src.labels()})
+    return dst.path
 
 
 def test_a_random_round_reports_no_progress(tmp_path, rng):

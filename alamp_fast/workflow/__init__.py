@@ -85,7 +85,7 @@ The modules
 -----------
 :mod:`~alamp_fast.workflow.project` the :class:`Project` API, delegating to:
 :mod:`~alamp_fast.workflow.create` (``init``), :mod:`~alamp_fast.workflow.select` (a round:
-the pool scored once, block by block), :mod:`~alamp_fast.workflow.labels` and
+the pool scored in one call), :mod:`~alamp_fast.workflow.labels` and
 :mod:`~alamp_fast.workflow.records` (``label``: reading and validating annotations),
 :mod:`~alamp_fast.workflow.status`, :mod:`~alamp_fast.workflow.export` (batch CSVs, label
 exports, Label Studio); beneath them :mod:`~alamp_fast.workflow.state` (``state.npz`` and the

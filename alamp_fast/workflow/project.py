@@ -282,10 +282,11 @@ class Project:
             of at most 64 MiB of features plus probabilities.
         progress : callable, optional
             Called as ``progress(stage, done, total)`` while the round works on the pool:
-            ``"read"`` (pool rows read), ``"fit"`` (0 of the labeled rows before the
-            classifier's fit, all of them after) and ``"score"`` (pool rows scored), block by
-            block (64 MiB of features). ``alamp-fast select`` shows it with an ETA on a
-            terminal. Nothing is called for a round that needs no features; with
+            ``"read"`` (pool rows read, after each 64 MiB block), ``"fit"`` (0 of the labeled
+            rows before the classifier's fit, all of them after) and ``"score"`` (pool rows
+            scored, after each chunk of the default classifier's one scoring call; at the end
+            for other classifiers), with the same values as without it. ``alamp-fast
+            select`` shows it with an ETA on a terminal. Nothing is called for a round that needs no features; with
             ``scheduler``, the scoring runs on the workers and is not reported.
 
         Returns

@@ -1,4 +1,4 @@
-"""select: one round, from its kind to its committed batch (the pool scored once, by blocks)."""
+"""select: one round, from its kind to its committed batch (the pool scored in one call)."""
 
 from __future__ import annotations
 
@@ -61,58 +61,72 @@ def _fresh_strategy(settings: dict, state: dict):
     return strategy
 
 
-def _score_rows(X) -> int:
-    """Pool rows per scoring block: the blocks the pool file is read in (64 MiB of features)."""
-    return max(1, _pool._POOL_BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
+def _score_step(clf, X) -> int:
+    """Rows per scoring chunk with progress: the classifier's own chunk (8 MiB of float64
+    probabilities) or the pool's read block (64 MiB of features), the smaller."""
+    n_cols = max(2, np.asarray(clf.classes_).size)
+    own = max(1, (8 << 20) // (8 * n_cols))
+    block = max(1, _pool._POOL_BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
+    return min(own, block)
+
+
+def _chunked(clf, progress) -> bool:
+    # a classifier that scores row chunk by row chunk (SoftmaxLinearSVC, the default's) is
+    # walked through its chunks here when progress is wanted; the values are its own
+    return progress is not None and hasattr(clf, "_proba_chunks")
 
 
 def _score_pool(clf, X: np.ndarray, n_classes: int, progress=None):
-    """Top-2 margin and top class of every pool row (the fused path), block by block.
+    """Top-2 margin and top class of every pool row (the fused path): one scoring pass.
 
-    One scoring pass, :func:`alamp_fast.al.classifiers.pool_top2_margin` on each block of rows;
-    ``progress("score", rows_done, n_rows)`` after each. Each row's values are its own (the
-    default classifier scores every row on the same large-GEMM path, whatever the rows
-    scored with it), so the blocks change no value, only when progress is seen.
+    :func:`~alamp_fast.al.classifiers.pool_top2_margin`, one call of the classifier. With
+    ``progress``, a classifier that scores chunk by chunk (``_proba_chunks``) is walked
+    through its chunks here, still one call, ``progress("score", rows_done, n_rows)`` after
+    each, with the values of its ``predict_top2_margin`` bit for bit (each row's values are
+    its own, whatever rows it is scored with); any other classifier reports at the end.
     """
-    from alamp_fast.al.classifiers import pool_top2_margin
+    import alamp_fast as af
+    from alamp_fast.al import protocol
 
-    n, step = X.shape[0], _score_rows(X)
-    if n <= step:
-        margin, top = pool_top2_margin(clf, X, n_classes)
+    n = X.shape[0]
+    cols = np.asarray(clf.classes_, dtype=np.int64)
+    if not (_chunked(clf, progress) and hasattr(clf, "predict_top2_margin") and cols.size >= 2):
+        margin, top = protocol.pool_top2_margin(clf, X, n_classes)
         if progress is not None:
             progress("score", n, n)
         return margin, top
-    margin = top = None
-    for a in range(0, n, step):
-        m, t = pool_top2_margin(clf, X[a : a + step], n_classes)
-        if margin is None:
-            margin, top = np.empty(n, dtype=m.dtype), np.empty(n, dtype=t.dtype)
-        margin[a : a + m.shape[0]] = m
-        top[a : a + m.shape[0]] = t
-        if progress is not None:
-            progress("score", a + m.shape[0], n)
+    margin = np.empty(n, dtype=np.float64)
+    top = np.empty(n, dtype=np.int64)
+    for a, p in clf._proba_chunks(X, _score_step(clf, X)):
+        m, t = af.top2_margin(p)
+        margin[a : a + p.shape[0]] = m
+        top[a : a + p.shape[0]] = t
+        progress("score", a + p.shape[0], n)
+    if not (cols.size == n_classes and np.array_equal(cols, np.arange(n_classes))):
+        top = cols[top]  # global class codes, as pool_top2_margin returns them
     return margin, top
 
 
 def _pool_probs(clf, X: np.ndarray, n_classes: int, progress=None) -> np.ndarray:
-    """:func:`alamp_fast.al.classifiers.pool_probs` of a local pool, block by block (as
-    :func:`_score_pool`), for the strategies that need the probability matrix."""
-    from alamp_fast.al.classifiers import pool_probs
+    """:func:`~alamp_fast.al.classifiers.pool_probs` of a local pool (float64), for the
+    strategies that need the probability matrix; progress as in :func:`_score_pool`."""
+    from alamp_fast.al import protocol
 
-    n, step = X.shape[0], _score_rows(X)
-    if n <= step:
-        probs = pool_probs(clf, X, n_classes)
+    n = X.shape[0]
+    if not _chunked(clf, progress):
+        probs = protocol.pool_probs(clf, X, n_classes)
         if progress is not None:
             progress("score", n, n)
         return probs
-    probs = None
-    for a in range(0, n, step):
-        p = pool_probs(clf, X[a : a + step], n_classes)
-        if probs is None:
-            probs = np.empty((n, p.shape[1]), dtype=p.dtype)
-        probs[a : a + p.shape[0]] = p
-        if progress is not None:
-            progress("score", a + p.shape[0], n)
+    cols = np.asarray(clf.classes_, dtype=np.int64)
+    full = cols.size == n_classes and np.array_equal(cols, np.arange(n_classes))
+    probs = np.zeros((n, n_classes), dtype=np.float64)
+    for a, p in clf._proba_chunks(X, _score_step(clf, X)):
+        if full:
+            probs[a : a + p.shape[0]] = p
+        else:
+            probs[a : a + p.shape[0], cols] = p
+        progress("score", a + p.shape[0], n)
     return probs
 
 
@@ -168,7 +182,7 @@ def select_round(
     from alamp_fast.al.imbalance import IMBALANCED_IR, imbalance_ratio
     from alamp_fast.al.strategies import Strategy
 
-    # alamp_fast.al.classifiers (scikit-learn: seconds of start-up) only where a round needs it
+    # alamp_fast.al.protocol (scikit-learn: seconds of start-up) only where a round needs it
 
     if chunk_rows is not None:
         if scheduler is None:
@@ -278,8 +292,9 @@ def select_round(
             rng = np.random.default_rng([run_seed, round_no])
             picks = rng.choice(np.flatnonzero(y < 0), size=b, replace=False).astype(np.int64)
         else:
-            from alamp_fast.al.classifiers import make_classifier, pool_probs
-            from alamp_fast.al.protocol import _scatter_rows
+            # through alamp_fast.al.protocol (the former alamp_fast.protocol, the same module
+            # object): a wrapper set there, as on simulate's classifiers, sees this round's
+            from alamp_fast.al.protocol import _scatter_rows, make_classifier, pool_probs
 
             cost_sensitive = settings["cost_sensitive"]
             if cost_sensitive is None:

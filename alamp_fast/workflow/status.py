@@ -85,9 +85,9 @@ def lock_status(directory: Path) -> dict | None:
 def _cross_validate(st, y, labeled, folds, override=None):
     from sklearn.model_selection import StratifiedKFold, cross_validate
 
-    from alamp_fast.al.classifiers import make_classifier
     from alamp_fast.al.datasets import l2_normalize
     from alamp_fast.al.imbalance import IMBALANCED_IR, imbalance_ratio
+    from alamp_fast.al.protocol import make_classifier  # as select's (a wrapper set there)
 
     settings = st.meta["settings"]
     yl = y[labeled]
