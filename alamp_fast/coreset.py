@@ -62,9 +62,10 @@ from alamp_fast._validate import (
 
 __all__ = ["kcenter_greedy", "KCenterState"]
 
-# Rows per block of the passes over the pool: a (rows x max(d, n_labeled)) block stays at a
-# few MiB (cache-resident between the search's GEMM and its screening pass) whatever n is.
-_INIT_BLOCK_ELEMS = 1 << 22
+# Rows per block of the passes over the pool: a (rows x max(d, n_labeled)) block stays at
+# 2 MiB of float32 (the GEMM's input rows and its output stay in cache between the GEMM and
+# the screening pass, for two threads at once) whatever n is.
+_INIT_BLOCK_ELEMS = 1 << 19
 # the float32 screen is used up to this many features (its rounding bound grows with d)
 _SCREEN_MAX_D = 1 << 20
 # centred row norms above this would overflow float32 products (2**62 * 2**62 < 2**128)
