@@ -68,30 +68,33 @@ def _make_lanes_top2(lane_bytes: int):
     fill a wider vector (10-class problems are common)."""
 
     @intrinsic
-    def lanes_top2(typingctx, P_t, i_t, cw_t, out_t):
-        return _lanes_top2_typer(lane_bytes, P_t, i_t, cw_t, out_t)
+    def lanes_top2(typingctx, P_t, i_t, out_t):
+        return _lanes_top2_typer(lane_bytes, P_t, i_t, out_t)
 
     return lanes_top2
 
 
-def _lanes_top2_typer(lane_bytes, P_t, i_t, cw_t, out_t):
-    """Scan row ``i`` of C-contiguous 2-D ``P`` over columns ``[0, cw)``.
+def _lanes_top2_typer(lane_bytes, P_t, i_t, out_t):
+    """Scan row ``i`` of C-contiguous 2-D ``P``, all its ``C`` columns, in vectors.
 
-    ``cw`` must be a positive multiple of the lane count (``lane_bytes // P.itemsize``).
-    Writes ``out[0] = top1, out[1] = top2, out[2] = argmax (as a float), out[3] = chk`` where
-    ``chk`` is a sum of ``v - v`` over the scanned values: 0 unless a NaN or Inf was seen.
+    ``C`` must be at least the lane count (``lane_bytes`` over the compared float's size).
+    The columns after the last whole vector are read as one more vector ending at column
+    ``C``, its lanes over columns already scanned masked out (-inf, no NaN check), so no
+    scalar tail is left. Writes ``out[0] = top1, out[1] = top2, out[2] = argmax (as a
+    float), out[3] = chk`` where ``chk`` is a sum of ``v - v`` over the scanned values: 0
+    unless a NaN or Inf was seen.
     """
     half = P_t.dtype == types.uint16  # float16 bits, widened to float32 lanes on load
     if P_t.dtype not in (types.float32, types.float64) and not half:
         return None
     nb_float = types.float32 if half else P_t.dtype
     width = lane_bytes // (4 if nb_float == types.float32 else 8)
-    sig = types.void(P_t, i_t, cw_t, out_t)
+    sig = types.void(P_t, i_t, out_t)
 
     def codegen(context, builder, signature, args):
-        P, i, cw, out = args
+        P, i, out = args
         Pa = context.make_array(signature.args[0])(context, builder, P)
-        Oa = context.make_array(signature.args[3])(context, builder, out)
+        Oa = context.make_array(signature.args[2])(context, builder, out)
         C = builder.extract_value(Pa.shape, 1)
         intp = C.type
 
@@ -115,33 +118,56 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, cw_t, out_t):
                 return builder.fpext(hv, vf)
             return builder.load(builder.bitcast(builder.gep(base, [j]), vptr), align=esize)
 
+        def splat(x, vty):
+            one = builder.insert_element(ir.Constant(vty, None), x, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32),
+                                                                                width), None))
+
         a_slot = cgutils.alloca_once(builder, vf)
         b_slot = cgutils.alloca_once(builder, vf)
         k_slot = cgutils.alloca_once(builder, vi)
         c_slot = cgutils.alloca_once(builder, vf)
-        j_slot = cgutils.alloca_once(builder, vi)
+        neg_inf = ir.Constant(vf, [float("-inf")] * width)
         iota = ir.Constant(vi, list(range(width)))
-        step = ir.Constant(vi, [width] * width)
         v0 = vload(ir.Constant(intp, 0))
         builder.store(v0, a_slot)
-        builder.store(ir.Constant(vf, [float("-inf")] * width), b_slot)
+        builder.store(neg_inf, b_slot)
         builder.store(iota, k_slot)
         builder.store(builder.fsub(v0, v0), c_slot)
-        builder.store(builder.add(iota, step), j_slot)
-        n_blocks = builder.sdiv(as_intp(cw), ir.Constant(intp, width))
-        one = ir.Constant(intp, 1)
-        with cgutils.for_range_slice(builder, one, n_blocks, one) as (blk, _):
-            v = vload(builder.mul(blk, ir.Constant(intp, width)))
+
+        def update(v, jv, nan_check):
+            """Fold the vector ``v`` of columns ``jv`` into the lanes' (top1, top2, argmax)."""
             a = builder.load(a_slot)
             b = builder.load(b_slot)
-            jv = builder.load(j_slot)
             gt = builder.fcmp_ordered(">", v, a)
             lo = builder.select(builder.fcmp_ordered("<", a, v), a, v)  # min(a, v)
             builder.store(builder.select(builder.fcmp_ordered(">", b, lo), b, lo), b_slot)
             builder.store(builder.select(gt, jv, builder.load(k_slot)), k_slot)
             builder.store(builder.select(gt, v, a), a_slot)
-            builder.store(builder.fadd(builder.load(c_slot), builder.fsub(v, v)), c_slot)
-            builder.store(builder.add(jv, step), j_slot)
+            builder.store(builder.fadd(builder.load(c_slot), nan_check), c_slot)
+
+        w = ir.Constant(intp, width)
+        n_blocks = builder.sdiv(C, w)
+        one = ir.Constant(intp, 1)
+        with cgutils.for_range_slice(builder, one, n_blocks, one) as (blk, _):
+            j = builder.mul(blk, w)
+            v = vload(j)
+            update(v, builder.add(splat(builder.trunc(j, ity) if ity.width < intp.width
+                                        else j, vi), iota), builder.fsub(v, v))
+        # the columns after the last whole vector: one vector ending at column C, the lanes
+        # that would scan a column again set to -inf and left out of the NaN check
+        scanned = builder.mul(n_blocks, w)
+        rem = builder.sub(C, scanned)
+        with builder.if_then(builder.icmp_signed(">", rem, ir.Constant(intp, 0)), likely=True):
+            start = builder.sub(C, w)
+            v = vload(start)
+            skip = builder.sub(w, rem)  # lanes below this one were scanned already
+            if ity.width < intp.width:
+                start, skip = builder.trunc(start, ity), builder.trunc(skip, ity)
+            fresh = builder.icmp_signed(">=", iota, splat(skip, vi))
+            zero = ir.Constant(vf, [0.0] * width)
+            update(builder.select(fresh, v, neg_inf), builder.add(splat(start, vi), iota),
+                   builder.select(fresh, builder.fsub(v, v), zero))
 
         # merge lane l with lane l + h, halving h: top1 = max (lower index on ties),
         # top2 = max(b1, b2, min(a1, a2))

@@ -252,6 +252,24 @@ def test_top2_float16_without_f16c_equals_f16c(monkeypatch):
         np.testing.assert_array_equal(w.view(np.uint8), g.view(np.uint8))
 
 
+def test_float16_widening_kernel_is_exact_for_every_bit_pattern():
+    from alamp_fast import uncertainty as unc
+
+    bits = np.arange(1 << 16, dtype=np.uint16).reshape(256, 256)  # NaNs, Infs, subnormals
+    want = bits.view(np.float16).astype(np.float32).view(np.uint32)
+    for build in ("serial", "parallel"):
+        out = np.empty((256, 256), np.float32)
+        getattr(unc._widen_f16, build)(bits, out)
+        np.testing.assert_array_equal(out.view(np.uint32), want)
+
+
+def test_float16_entropy_of_a_large_pool_equals_float32_of_widened():
+    H = np.random.default_rng(3).random((1500, 101)).astype(np.float16)  # blockwise widening
+    np.testing.assert_array_equal(
+        af.entropy(H).view(np.uint32), af.entropy(H.astype(np.float32)).view(np.uint32)
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # small inputs: the numpy route (nothing compiled) against the kernels, bit for bit
 
