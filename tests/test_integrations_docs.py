@@ -30,7 +30,7 @@ HOST_IMPORT = {  # adapter module -> what the host is imported as
 }
 _ADAPTER = re.compile(r"from alamp_fast\.integrations import (\w+)")
 # baal's ActiveLearningLoop logs each step to stdout (structlog): not the example's output
-_HOST_LOG = re.compile(r"^\[\d+-\w+\] \[baal\.")
+_HOST_LOG = re.compile(r"^\[\d+-[^\]]*\] \[baal\.")
 
 EXAMPLES = python_examples(DOC)
 
