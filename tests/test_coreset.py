@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import reference as ref
@@ -245,6 +246,68 @@ def test_nearest_d2_is_exact_minimum(rng):
     both = _nearest_d2(X, L)
     split = np.minimum(_nearest_d2(X, L[:13]), _nearest_d2(X, L[13:]))
     assert_exact(split, both, "split search")
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threaded_blocks_equal_serial_bit_for_bit(rng, monkeypatch, offset, dtype):
+    # the passes over the pool split into many row blocks on threads (BLAS on one thread
+    # meanwhile): distances bit-identical to one serial block, same picks, BLAS restored
+    from alamp_fast import _parallel, coreset
+
+    X = (rng.standard_normal((1500, 37)) + offset).astype(dtype)
+    labeled = rng.choice(1500, 45, replace=False)
+    want_d2 = coreset._nearest_d2(X, X[labeled])
+    want = af.kcenter_greedy(X, labeled, 30)
+    blas = _blas_threads()
+    monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(coreset, "_INIT_BLOCK_ELEMS", 37 * 64)  # ~24 blocks
+    assert coreset._plan(1500, 64, 1)[1] == numba.get_num_threads()
+    assert_exact(coreset._nearest_d2(X, X[labeled]), want_d2, "threaded search")
+    scr = coreset._screen(X, coreset._scan_pool(X) if dtype == np.float32 else None)
+    assert_exact(coreset._nearest_screened(X, scr, labeled), want_d2, "screened search")
+    assert_exact(af.kcenter_greedy(X, labeled, 30), want, "threaded query")
+    assert_exact(want, ref.kcenter_greedy(X, labeled, 30), "reference")
+    assert _blas_threads() == blas
+
+
+def test_threaded_blocks_error_propagates_and_restores_blas(monkeypatch):
+    from alamp_fast import _parallel, coreset
+
+    blas = _blas_threads()
+    monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(coreset, "_INIT_BLOCK_ELEMS", 8 * 16)
+    seen, during = [], []
+
+    def fn(lo, hi, scratch):
+        seen.append(lo)
+        during.extend(t for _, t in _blas_threads())
+        if lo == 320:
+            raise RuntimeError("block 320 failed")
+
+    rows, workers = coreset._plan(600, 16, 1)
+    with pytest.raises(RuntimeError, match="block 320"):
+        coreset._run_blocks(600, rows, workers, fn)
+    assert _blas_threads() == blas
+    assert 320 in seen
+    if workers > 1:  # one thread pool at a time: BLAS on one thread while the blocks run
+        assert set(during) == {1}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_kcenter_non_finite_features_named(bad, dtype):
+    X = np.ones((50, 6), dtype=dtype)
+    X[31, 4] = bad
+    X[40, 1] = bad
+    with pytest.raises(ValueError, match=r"features\[31, 4\] = .* is not finite"):
+        af.kcenter_greedy(X, [0], 3)
 
 
 def test_kcenter_state_folds_in_new_rows_and_keeps_picks(rng):
