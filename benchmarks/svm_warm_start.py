@@ -2,24 +2,34 @@
 
 On the Caltech-101 features (background dropped, rows L2-normalised, float32) a labeled set
 grows as in the AL loop: a random order of the train split, ``--labeled - --step`` rows at
-the previous iteration, ``--labeled`` now. Three fits of the current set, in the same run:
+the previous iteration, ``--labeled`` now. Fits of the current set, in the same run:
 
-* ``cold_batch``: the solver before warm starts, every ``C`` from zero in one batch
-  (``SVCCV._C_PATH = False``), today's reference;
+* ``cold_batch``: the reference, the solver before this work: every ``C`` from zero in one
+  batch (``SVCCV._C_PATH = False``) and, for RBF, the eigenbasis solver
+  (``SVCCV._RBF_SAMPLE_SPACE = False``: ``eigh`` of the kernel matrix, four products with
+  the eigenbasis per Newton iteration);
+* ``warm``: ``SVCCV(warm_start=True)`` as it is now, fitted on the previous set (not timed),
+  then on the current one: every fold and ``C`` starts from the previous iteration's
+  solution, rows seen before keep their fold; RBF solves in sample space on the kernel
+  matrix (no eigendecomposition, two kernel products per Newton iteration);
+
+and with ``--all`` also:
+
 * ``cold_path``: a cold fit as it is now, the ``C`` grid solved as a warm-started path;
-* ``warm``: ``SVCCV(warm_start=True)`` fitted on the previous set (not timed), then on the
-  current one: every fold and ``C`` starts from the previous iteration's solution, rows seen
-  before keep their fold;
-* ``warm_fresh_folds``: the same with folds dealt afresh as a cold fit deals them
-  (``SVCCV._STICKY_FOLDS = False``): the cold fit's folds, so its C and accuracy, with a
-  warm start that is further from the solution.
+* ``warm_fresh_folds``: the warm start with folds dealt afresh as a cold fit deals them
+  (``SVCCV._STICKY_FOLDS = False``): what keeping the folds buys;
+* ``warm_eigenbasis`` (RBF): the warm start on the eigenbasis solver: what the sample-space
+  solver buys.
 
-Recorded per kernel: wall time, chosen ``C``, test accuracy, Newton iterations, the ratios
-``cold_batch / warm`` and ``cold_batch / cold_path``, and the load average at start and end
-(a 2-core machine shared with other jobs makes absolute times noisy; the ratios come from
-one run). Run::
+Recorded per kernel: wall time, chosen ``C``, test accuracy, per-``C`` mean CV accuracy,
+Newton iterations, the speed-ups ``cold_batch / x``, whether ``C`` is the reference's and the
+accuracy difference in points; the load average at start and end (``benchmarks/_harness.py``;
+a 2-core machine shared with other jobs makes absolute times noisy; the ratios come from one
+run). Run::
 
     python benchmarks/svm_warm_start.py --out benchmarks/results/svm_warm_start.json
+    python benchmarks/svm_warm_start.py --all --out ...   # every variant (about 3x longer)
+    python benchmarks/svm_warm_start.py --quick           # 1,500 labeled, a smoke run
 """
 
 from __future__ import annotations
@@ -54,23 +64,30 @@ def timed_fit(model, X, y):
     return time.perf_counter() - t0
 
 
-def one_kernel(kernel, X, y, Xt, yt, prev, cur):
+def _model(kernel, name):
+    model = SVCCV(kernel=kernel, warm_start=name.startswith("warm"))
+    if name == "cold_batch":
+        model._C_PATH = False
+        model._RBF_SAMPLE_SPACE = False
+    if name == "warm_fresh_folds":
+        model._STICKY_FOLDS = False
+    if name == "warm_eigenbasis":
+        model._RBF_SAMPLE_SPACE = False
+    return model
+
+
+def one_kernel(kernel, X, y, Xt, yt, prev, cur, every: bool):
+    names = ["cold_batch", "warm"]
+    if every:
+        names += ["cold_path", "warm_fresh_folds"] + (
+            ["warm_eigenbasis"] if kernel == "rbf" else []
+        )
     out = {}
-    batch = SVCCV(kernel=kernel)
-    batch._C_PATH = False
-    path = SVCCV(kernel=kernel)
-    warm = SVCCV(kernel=kernel, warm_start=True)
-    warm.fit(X[prev], y[prev])
-    fresh = SVCCV(kernel=kernel, warm_start=True)
-    fresh._STICKY_FOLDS = False
-    fresh.fit(X[prev], y[prev])
-    models = (
-        ("cold_batch", batch),
-        ("cold_path", path),
-        ("warm", warm),
-        ("warm_fresh_folds", fresh),
-    )
-    for name, model in models:
+    for name in names:
+        model = _model(kernel, name)
+        if model.warm_start:
+            print(f"  {kernel} {name}: previous iteration (not timed) ...", file=sys.stderr)
+            model.fit(X[prev], y[prev])
         print(f"  {kernel} {name} ...", file=sys.stderr, flush=True)
         fit_s = timed_fit(model, X[cur], y[cur])
         out[name] = {
@@ -82,18 +99,15 @@ def one_kernel(kernel, X, y, Xt, yt, prev, cur):
             "warm_started": bool(model.warm_started_),
         }
         print(
-            f"    {fit_s:.2f} s, C={model.C_:g}, acc {out[name]['accuracy']:.4f}", file=sys.stderr
+            f"    {fit_s:.2f} s, C={model.C_:g}, acc {out[name]['accuracy']:.4f}",
+            file=sys.stderr,
+            flush=True,
         )
     ref = out["cold_batch"]
-    out["speedup_cold_batch_over_warm"] = ref["fit_s"] / out["warm"]["fit_s"]
-    out["speedup_cold_batch_over_cold_path"] = ref["fit_s"] / out["cold_path"]["fit_s"]
-    out["speedup_cold_batch_over_warm_fresh_folds"] = (
-        ref["fit_s"] / out["warm_fresh_folds"]["fit_s"]
-    )
-    out["same_C_warm"] = out["warm"]["C"] == ref["C"]
-    out["same_C_warm_fresh_folds"] = out["warm_fresh_folds"]["C"] == ref["C"]
-    out["accuracy_diff_points_warm"] = 100 * (out["warm"]["accuracy"] - ref["accuracy"])
-    out["accuracy_diff_points_cold_path"] = 100 * (out["cold_path"]["accuracy"] - ref["accuracy"])
+    for name in names[1:]:
+        out[f"speedup_cold_batch_over_{name}"] = ref["fit_s"] / out[name]["fit_s"]
+        out[f"same_C_{name}"] = out[name]["C"] == ref["C"]
+        out[f"accuracy_diff_points_{name}"] = 100 * (out[name]["accuracy"] - ref["accuracy"])
     return out
 
 
@@ -105,7 +119,13 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", default="linear,rbf")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="")
+    parser.add_argument("--all", action="store_true", help="every variant, not only the two")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: --labeled 1500 (other sizes as given)"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.labeled = 1500
     run = Run("svm_warm_start")
     args.device = "cpu"
     data = data_dir()
@@ -135,7 +155,7 @@ def main(argv=None) -> int:
         "kernels": {},
     }
     for kernel in [k for k in args.kernels.split(",") if k]:
-        result["kernels"][kernel] = one_kernel(kernel, X, y, Xt, yt, prev, cur)
+        result["kernels"][kernel] = one_kernel(kernel, X, y, Xt, yt, prev, cur, args.all)
     print(json.dumps(result, indent=2, default=float))
     if args.out:
         run.write(result, args.out)

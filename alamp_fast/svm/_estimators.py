@@ -27,6 +27,10 @@ _CHUNK_ELEMS = 1 << 24
 class _BaseSVM(ClassifierMixin, BaseEstimator):
     """Parameter checks, the batched fit and the chunked predictions shared by both classes."""
 
+    # RBF on numpy: solve in sample space on the kernel matrix (no eigendecomposition); False
+    # is the eigenbasis solver used before (and on torch), kept for benchmarks' reference
+    _RBF_SAMPLE_SPACE = True
+
     # ---------------------------------------------------------------- parameters
     def _check_params(self):
         if self.kernel not in _KERNELS:
@@ -142,13 +146,9 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
         rows. Returns the feature map, the solution ``W``
         (rank, n_sets * n_Cs * n_cols) and the decision values ``G @ W`` on the host.
         """
-        dtype = xp.float_dtype(self._dtype)
         if fmap is None:
-            Xd = xp.asarray(X, dtype)
-            if self.kernel == "linear":
-                fmap = _solver.linear_map(xp, Xd, dtype)
-            else:
-                fmap = _solver.rbf_map(xp, Xd, self.gamma_, dtype)
+            fmap = self._feature_map(xp, X)
+        dtype = fmap.dtype
         n = X.shape[0]
         n_classes = self.classes_.size
         # one column per class; binary problems have one: classes_[1] against classes_[0]
@@ -164,11 +164,36 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
         n_blocks = len(costs)
         Y = xp.asarray(np.tile(Ybase, (1, n_blocks)), dtype)
         cost = xp.asarray(np.concatenate(costs, axis=1), dtype)
-        W, n_iter = _solver.solve(
-            xp, fmap.G, Y, cost, W0, tol=float(self.tol), max_iter=int(self.max_iter)
-        )
-        Z = xp.to_numpy(fmap.G @ W).reshape(n, n_blocks, targets.size)
+        if isinstance(fmap, _solver.KernelMap):
+            W, n_iter = _solver.solve_dual(
+                xp,
+                fmap.Kpad,
+                Y,
+                cost,
+                W0,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                precond=fmap.preconditioner(xp),
+            )
+        else:
+            W, n_iter = _solver.solve(
+                xp, fmap.G, Y, cost, W0, tol=float(self.tol), max_iter=int(self.max_iter)
+            )
+        Z = xp.to_numpy(fmap.decision(W)).reshape(n, n_blocks, targets.size)
         return fmap, W, Z, n_iter
+
+    def _feature_map(self, xp, X):
+        """The training rows as the solver takes them: the linear kernel's eigenbasis; for
+        RBF the kernel matrix itself (the sample-space solver) or, with
+        ``_RBF_SAMPLE_SPACE = False``, its eigenbasis (the solver before, kept as the
+        benchmarks' reference)."""
+        dtype = xp.float_dtype(self._dtype)
+        Xd = xp.asarray(X, dtype)
+        if self.kernel == "linear":
+            return _solver.linear_map(xp, Xd, dtype)
+        if self._RBF_SAMPLE_SPACE:
+            return _solver.rbf_kernel_map(xp, Xd, self.gamma_, dtype)
+        return _solver.rbf_map(xp, Xd, self.gamma_, dtype)
 
     def _held_out(self, Z, y_enc, sw, splits, n_Cs):
         """Weighted fold accuracies ``(n_Cs, n_splits)`` and the held-out values of each C.
@@ -194,7 +219,7 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
 
     def _set_model(self, xp, fmap, W_full, X):
         """Public coefficients from the full-data solution ``W_full`` (rank, n_cols)."""
-        coef = xp.to_numpy(fmap.proj @ W_full).astype(self._dtype).T  # (n_cols, d+1 or n)
+        coef = xp.to_numpy(fmap.coef(W_full)).astype(self._dtype).T  # (n_cols, d+1 or n)
         # a refit with the other kernel must not leave the previous kernel's attributes
         for name in ("coef_", "dual_coef_", "X_fit_", "libsvm_", "n_fit_"):
             self.__dict__.pop(name, None)
@@ -679,12 +704,7 @@ class SVCCV(_BaseSVM):
             return self
         if self.loss == "hinge":
             return self._fit_hinge(X, y_enc, sw, Cs, splits)
-        dtype = xp.float_dtype(self._dtype)
-        Xd = xp.asarray(X, dtype)
-        if self.kernel == "linear":
-            fmap = _solver.linear_map(xp, Xd, dtype)
-        else:
-            fmap = _solver.rbf_map(xp, Xd, self.gamma_, dtype)
+        fmap = self._feature_map(xp, X)
         n_cols = self.classes_.size if self.classes_.size > 2 else 1
         W0 = self._warm_W0(xp, fmap, X, Cs, len(splits), n_cols, state)
         if W0 is not None:
@@ -736,7 +756,7 @@ class SVCCV(_BaseSVM):
         """
         n_sets = len(splits)
         order = np.argsort(Cs, kind="stable")
-        W_all = xp.zeros((fmap.G.shape[1], n_sets * Cs.size * n_cols), fmap.G.dtype)
+        W_all = xp.zeros((fmap.rank, n_sets * Cs.size * n_cols), fmap.dtype)
         Z_all = np.zeros((X.shape[0], n_sets * Cs.size, n_cols), dtype=np.float64)
         n_iter_all = np.zeros(n_sets * Cs.size * n_cols, dtype=np.int64)
         W_prev = None
@@ -809,7 +829,7 @@ class SVCCV(_BaseSVM):
             if not np.array_equal(prev_labels, self.classes_):
                 return None
             col_map = np.array([0])
-        coef = xp.asarray(state["coef"], fmap.G.dtype)
+        coef = xp.asarray(state["coef"], fmap.dtype)
         if self.kernel == "linear":
             W_prev = fmap.proj.T @ coef
         else:
@@ -818,9 +838,13 @@ class SVCCV(_BaseSVM):
             if new_rows.size == 0:
                 return None
             beta = coef[xp.index(pos[new_rows])]
-            W_prev = fmap.G[xp.index(new_rows)].T @ beta
+            if isinstance(fmap, _solver.KernelMap):  # sample space: the coefficients as such
+                W_prev = xp.zeros((fmap.n, beta.shape[1]), fmap.dtype)
+                W_prev[xp.index(new_rows)] = beta
+            else:
+                W_prev = fmap.G[xp.index(new_rows)].T @ beta
         n_blocks = n_sets * Cs.size
-        W0 = xp.zeros((fmap.G.shape[1], n_blocks * n_cols), fmap.G.dtype)
+        W0 = xp.zeros((fmap.rank, n_blocks * n_cols), fmap.dtype)
         src, dst = [], []
         for block in range(n_blocks):
             for t_old, t_new in enumerate(col_map):
@@ -836,7 +860,7 @@ class SVCCV(_BaseSVM):
         if folds is None:  # user-given folds: nothing to carry over
             self.__dict__.pop("_warm_state", None)
             return
-        coef = fmap.proj @ W
+        coef = fmap.coef(W)
         keys = _row_keys(X)
         self._warm_state = {
             "kernel": self.kernel,

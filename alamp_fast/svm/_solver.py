@@ -61,6 +61,66 @@ class FeatureMap:
     G: object
     proj: object
 
+    @property
+    def rank(self) -> int:
+        return int(self.G.shape[1])
+
+    @property
+    def dtype(self):
+        return self.G.dtype
+
+    def decision(self, W):
+        """Decision values of the training rows, ``G @ W``."""
+        return self.G @ W
+
+    def coef(self, W):
+        """``[coef; intercept]`` (linear) or dual coefficients (RBF) of the solution ``W``."""
+        return self.proj @ W
+
+
+@dataclass
+class KernelMap:
+    """Training rows as their kernel matrix ``K + 1`` (the ``+ 1`` is the intercept).
+
+    ``Kpad`` is (n + 1, n + 1) in the compute dtype: ``Kpad[:n, :n] = K + 1`` and a last zero
+    row and column where the active-set systems point their padding. A solution ``W`` is
+    (n, P) sample-space coefficients: the primal ``w = G^T W`` for any ``G`` with
+    ``G G^T = K + 1`` (:func:`solve_dual`), so ``W`` is the model's dual coefficients and no
+    eigendecomposition is needed.
+    """
+
+    Kpad: object
+    precond: object = None
+
+    def preconditioner(self, xp):
+        """The :class:`_NystromPreconditioner` of ``K``, made once per map (all folds, ``C``
+        and the refit share it)."""
+        if self.precond is None:
+            self.precond = _NystromPreconditioner(xp, self.K)
+        return self.precond
+
+    @property
+    def n(self) -> int:
+        return int(self.Kpad.shape[0]) - 1
+
+    @property
+    def K(self):
+        return self.Kpad[: self.n, : self.n]
+
+    @property
+    def rank(self) -> int:
+        return self.n
+
+    @property
+    def dtype(self):
+        return self.Kpad.dtype
+
+    def decision(self, W):
+        return self.K @ W
+
+    def coef(self, W):
+        return W
+
 
 def linear_map(xp, X, dtype) -> FeatureMap:
     """Eigenbasis of ``[X, 1]``: from its (d+1)^2 covariance, or its n^2 Gram when n <= d."""
@@ -85,6 +145,15 @@ def rbf_map(xp, X, gamma: float, dtype) -> FeatureMap:
     keep = _keep(xp, lam)
     U, root = xp.take_cols(U, keep), xp.sqrt(lam[xp.index(keep)])
     return FeatureMap(G=xp.astype(U * root, dtype), proj=xp.astype(U / root, dtype))
+
+
+def rbf_kernel_map(xp, X, gamma: float, dtype) -> KernelMap:
+    """The RBF kernel matrix plus 1 of the training rows (distances in float64)."""
+    n = X.shape[0]
+    X64 = xp.astype(X, xp.float_dtype(np.float64))
+    Kpad = xp.zeros((n + 1, n + 1), dtype)
+    Kpad[:n, :n] = xp.astype(rbf_kernel(xp, X64, X64, gamma) + 1.0, dtype)
+    return KernelMap(Kpad=Kpad)
 
 
 def _keep(xp, lam) -> np.ndarray:
@@ -238,11 +307,19 @@ def _woodbury_step(xp, G, K, A, grad, n_active: np.ndarray):
     their condition number reaches 1e5 at C = 100. ``K`` is ``G G^T`` with one extra zero
     row and column, where padding points.
     """
+    u = G @ grad  # G grad: the right-hand sides of the systems
+    B = _active_systems(xp, G.dtype, K, A, u, n_active)
+    GtB = G.T @ B
+    return GtB - grad, G @ GtB - u
+
+
+def _active_systems(xp, dtype, K, A, u, n_active: np.ndarray):
+    """``B`` (n, q): on each column's active rows ``S``, ``(D^{-1} + K_SS)^{-1} u_S`` with
+    ``D = 2 A_S``; zero elsewhere. ``K`` has the extra zero row and column of the padding."""
     n, q = A.shape
-    u = G @ grad  # G grad: the right-hand sides, gathered per column below
     mask = xp.to_numpy(A > 0)
     _, row_of = np.nonzero(mask.T)  # active rows, grouped by column
-    B = xp.zeros((n, q), G.dtype)
+    B = xp.zeros((n, q), dtype)
     starts = np.concatenate([[0], np.cumsum(n_active)])
     # pad each system to a multiple of 32 rows: stacking needs one size, and rounding up to
     # powers of two instead would cost up to 8x the flops of the solve
@@ -266,8 +343,7 @@ def _woodbury_step(xp, G, K, A, grad, n_active: np.ndarray):
             rhs = xp.where(valid_t, u[rows_t, cols_t], 0.0)
             v = xp.solve_active(K, rows, valid, diag, rhs)
             B[rows_t[valid_t], cols_t[valid_t]] = v[valid_t]
-    GtB = G.T @ B
-    return GtB - grad, G @ GtB - u
+    return B
 
 
 def _col_absmax(xp, a) -> np.ndarray:
@@ -340,13 +416,19 @@ def _line_search(xp, W, grad, step, M, yGs, cost):
     """
     ws = xp.sum(W * step, 0, keepdims=True)
     ss = xp.sum(step * step, 0, keepdims=True)
+    # phi'(0) = grad . step < 0: the scale against which phi'(t) counts as zero
+    d0 = abs(xp.sum(grad * step, 0, keepdims=True))
+    return _line_search_terms(xp, ws, ss, d0, M, yGs, cost)
+
+
+def _line_search_terms(xp, ws, ss, d0, M, yGs, cost):
+    """:func:`_line_search` from the products ``W . step``, ``step . step`` and
+    ``|grad . step|`` (each (1, P)), however they were computed."""
     c_yGs = cost * yGs
     c_yGs2 = c_yGs * yGs
     t = xp.ones(ws.shape, ws.dtype)
     lo = xp.zeros(ws.shape, ws.dtype)
     hi = xp.zeros(ws.shape, ws.dtype) + np.inf
-    # phi'(0) = grad . step < 0: the scale against which phi'(t) counts as zero
-    d0 = abs(xp.sum(grad * step, 0, keepdims=True))
     for _ in range(_LINE_SEARCH_ITER):
         R = M - t * yGs
         active = R > 0
@@ -364,3 +446,257 @@ def _line_search(xp, W, grad, step, M, yGs, cost):
         if bool(xp.to_numpy(settled).all()):
             break
     return t
+
+
+# ---------------------------------------------------------------- sample space (RBF)
+# conjugate gradients on a column's active-set system stop at this fraction of the first
+# residual's norm
+_DUAL_CG_RTOL = 0.1
+_DUAL_CG_MAX_ITER = 100
+
+
+def solve_dual(xp, Kpad, Y, cost, B0=None, *, tol: float, max_iter: int, precond=None):
+    """:func:`solve` in sample space: the same problems and iterations, without a factor of K.
+
+    The primal ``w = G^T b`` of any ``G`` with ``G G^T = K`` (``K = Kpad[:n, :n]``, the kernel
+    matrix plus 1) is carried as its sample-space coefficients ``b``: the decision values are
+    ``K b``, every inner product of two primal vectors ``G^T a`` and ``G^T b`` is ``a . K b``,
+    and the gradient is ``G^T e`` with ``e = b - 2 A M Y``. A Newton iteration then costs one
+    product ``K E`` (the gradient's ``G grad``, from which its norm follows) and one ``K D`` of
+    the direction, where :func:`solve` needs four products with ``G``; and no eigenbasis of
+    ``K`` is computed (at 3,000 rows its ``eigh`` took 17 s on one core). The directions are
+    those of :func:`solve`: the exact Newton step on the active rows (Chapelle 2007; the
+    Woodbury form of :func:`_woodbury_step`), by dense solves where few rows are active and by
+    conjugate gradients on the same system where many are.
+
+    Parameters and stopping rules are those of :func:`solve`; ``B0`` (n, P) is a warm start in
+    sample space; ``precond`` a :class:`_NystromPreconditioner` of ``K`` to reuse.
+
+    Returns
+    -------
+    B : (n, P) array, the dual coefficients (decision values ``K @ B``)
+    n_iter : (P,) int ndarray
+    """
+    n = Kpad.shape[0] - 1
+    P = Y.shape[1]
+    dtype = Kpad.dtype
+    K = Kpad[:n, :n]
+    B_out = xp.zeros((n, P), dtype) if B0 is None else B0 + 0.0
+    n_iter = np.zeros(P, dtype=np.int64)
+    CY = cost * Y
+    # |2 G^T (cost * y)|: the gradient's norm at w = 0
+    g0 = 2.0 * np.sqrt(np.maximum(xp.to_numpy(xp.sum(CY * (K @ CY), 0)).astype(np.float64), 0))
+    stop = tol * g0 / np.maximum(1.0, xp.to_numpy(xp.amax(cost, 0)).astype(np.float64))
+    live = np.flatnonzero(g0 > 0)
+    B, Yl, Cl = (xp.take_cols(a, live) for a in (B_out, Y, cost))
+    stop = stop[live]
+    n_rows = xp.to_numpy(xp.sum(Cl > 0, 0)).astype(np.int64)
+    eps = float(np.finfo(xp.to_numpy(Kpad[:1, :1]).dtype).eps)
+    tiny_move = np.zeros(live.size, dtype=bool)
+    prev_obj = np.full(live.size, np.inf)
+    n_flat = np.zeros(live.size, dtype=np.int64)
+    Z = K @ B if B0 is not None else xp.zeros(B.shape, dtype)
+    if precond is None:
+        precond = _NystromPreconditioner(xp, K)
+    for _ in range(max_iter):
+        if live.size == 0:
+            break
+        M = 1.0 - Yl * Z
+        A = Cl * (M > 0)
+        E = B - 2.0 * (A * M * Yl)  # gradient = G^T E
+        KE = K @ E  # = G @ gradient
+        gnorm = np.sqrt(np.maximum(xp.to_numpy(xp.sum(E * KE, 0)).astype(np.float64), 0.0))
+        obj = xp.to_numpy(0.5 * xp.sum(B * Z, 0) + xp.sum(A * M * M, 0)).astype(np.float64)
+        n_flat = np.where(prev_obj - obj <= 64 * eps * np.abs(obj), n_flat + 1, 0)
+        prev_obj = obj
+        done = (gnorm <= stop) | tiny_move | (n_flat >= _STALL_ITER)
+        if done.any():
+            idx = np.flatnonzero(~done)
+            _put_cols(xp, B_out, live[done], xp.take_cols(B, np.flatnonzero(done)))
+            live, stop, gnorm, prev_obj, n_flat, n_rows = (
+                a[idx] for a in (live, stop, gnorm, prev_obj, n_flat, n_rows)
+            )
+            if live.size == 0:
+                break
+            B, Z, M, A, E, KE, Yl, Cl = (
+                xp.take_cols(a, idx) for a in (B, Z, M, A, E, KE, Yl, Cl)
+            )
+        n_iter[live] += 1
+        D, KD = _dual_direction(xp, Kpad, K, A, E, KE, n_rows, precond)
+        t = _line_search_terms(
+            xp,
+            xp.sum(Z * D, 0, keepdims=True),  # w . step
+            xp.sum(D * KD, 0, keepdims=True),  # step . step
+            abs(xp.sum(KE * D, 0, keepdims=True)),  # |grad . step|
+            M,
+            Yl * KD,
+            Cl,
+        )
+        B = B + t * D
+        move = t * KD
+        Z = Z + move
+        tiny_move = _col_absmax(xp, move) <= 16 * eps * np.maximum(1.0, _col_absmax(xp, Z))
+    if live.size:
+        _put_cols(xp, B_out, live, B)
+        warnings.warn(
+            f"the SVM solver stopped at max_iter={max_iter} Newton iterations with "
+            f"{live.size} of {P} problems above tol={tol}; raise max_iter or tol",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return B_out, n_iter
+
+
+def _dual_direction(xp, Kpad, K, A, E, KE, n_rows, precond):
+    """Newton step ``D`` (the primal step is ``G^T D``) and ``K @ D`` of every column.
+
+    The step is ``G^T (X - E)`` with ``X`` the solution of ``(D^{-1} + K_SS) X_S = (K E)_S``
+    on each column's active rows ``S`` (``D = 2 A_S``): dense solves for the columns with few
+    active rows (the rules of :func:`_newton_direction`), conjugate gradients for the rest.
+    """
+    n_active = xp.to_numpy(xp.sum(A > 0, 0)).astype(np.int64)
+    exact = (n_active <= _EXACT_MAX_ACTIVE) | (
+        (n_active <= _EXACT_FRACTION * n_rows) & (n_active <= _EXACT_HARD_MAX)
+    )
+    if exact.all():
+        X = _active_systems(xp, K.dtype, Kpad, A, KE, n_active)
+        return X - E, K @ X - KE
+    X = xp.zeros(A.shape, A.dtype)
+    KX = xp.zeros(A.shape, A.dtype)
+    if exact.any():
+        cols = np.flatnonzero(exact)
+        X_e = _active_systems(
+            xp, K.dtype, Kpad, xp.take_cols(A, cols), xp.take_cols(KE, cols), n_active[cols]
+        )
+        _put_cols(xp, X, cols, X_e)
+        _put_cols(xp, KX, cols, K @ X_e)
+    cols = np.flatnonzero(~exact)
+    X_c, KX_c = _dual_cg(xp, K, xp.take_cols(A, cols), xp.take_cols(KE, cols), precond)
+    _put_cols(xp, X, cols, X_c)
+    _put_cols(xp, KX, cols, KX_c)
+    return X - E, KX - KE
+
+
+class _NystromPreconditioner:
+    """``(D^{-1} + V_S diag(lam) V_S^T)^{-1}`` for the active-set systems of :func:`_dual_cg`.
+
+    ``V, lam`` are approximately the top ``_NYSTROM_RANK`` eigenpairs of ``K`` (randomised
+    subspace iteration, computed on first use; any ``V`` and positive ``lam`` give an SPD
+    preconditioner, so their accuracy only affects the number of CG iterations): the kernel's few large eigenvalues are what makes ``D^{-1} + K_SS`` ill-conditioned
+    (RBF at 3,000 Caltech rows: 3,524, 100, 62, ... down to 0.02), and with them taken out the
+    preconditioned system's condition number is about ``1 + 2 max(D) lam_{k+1}``. Applied per
+    column by the Woodbury identity: ``D - D V (diag(1/lam) + V^T D V)^{-1} V^T D``, a
+    ``k x k`` system per column (randomised Nyström preconditioning, Frangella, Tropp and
+    Udell 2023, with the exact top of the spectrum).
+    """
+
+    def __init__(self, xp, K):
+        self.xp, self.K = xp, K
+        self.V = None
+
+    def _eigs(self):
+        if self.V is None:
+            xp, K = self.xp, self.K
+            n = K.shape[0]
+            k = min(_NYSTROM_RANK, n)
+            Q = np.random.default_rng(0).standard_normal((n, min(n, k + 16)))
+            Q = xp.asarray(Q, K.dtype)
+            for _ in range(_NYSTROM_POWER + 1):
+                Q = xp.asarray(_orthonormal(xp.to_numpy(K @ Q)), K.dtype)
+            Qh = xp.to_numpy(Q).astype(np.float64)
+            Bm = Qh.T @ xp.to_numpy(K @ Q).astype(np.float64)
+            lam, U = np.linalg.eigh(0.5 * (Bm + Bm.T))
+            top = np.argsort(lam)[::-1][:k]
+            lam, V = lam[top], Qh @ U[:, top]
+            keep = lam > 0
+            V, lam = V[:, keep], lam[keep]
+            self.V = xp.asarray(V, K.dtype)
+            self.VT = xp.asarray(np.ascontiguousarray(V.T), K.dtype)
+            # rows' outer products v_i v_i^T, flattened: V^T diag(d) V = (VV^T d) for all d
+            self.VV = xp.asarray((V[:, :, None] * V[:, None, :]).reshape(V.shape[0], -1).T,
+                                 K.dtype)
+            self.inv_lam = 1.0 / lam
+        return self.V
+
+    def setup(self, Dg):
+        """The per-column ``k x k`` inverses for the diagonal weights ``Dg`` (n, q)."""
+        xp = self.xp
+        V = self._eigs()
+        k = V.shape[1]
+        Q = xp.to_numpy(self.VV @ Dg).astype(np.float64).T.reshape(-1, k, k)
+        Q[:, np.arange(k), np.arange(k)] += self.inv_lam
+        return np.linalg.inv(Q)  # on the host: (q, k, k) of 32 x 32
+
+    def apply(self, Qinv, Dg, R):
+        xp = self.xp
+        DR = Dg * R
+        T = xp.to_numpy(self.VT @ DR).astype(np.float64)  # (k, q)
+        S = np.einsum("pkl,lp->kp", Qinv, T)
+        return DR - Dg * (self.V @ xp.asarray(S, DR.dtype))
+
+
+def _orthonormal(Y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the columns of a tall ``Y`` (float64 QR on one BLAS thread: a
+    (1500, 48) QR took 1.5 s on two threads of a busy machine)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return np.linalg.qr(Y.astype(np.float64))[0]
+
+
+_NYSTROM_RANK = 32
+_NYSTROM_POWER = 2
+
+
+def _dual_cg(xp, K, A, U, precond):
+    """Preconditioned conjugate gradients on ``(D^{-1} + K_SS) x = U_S`` per column
+    (``D = 2 A``, ``S`` its active rows); returns ``x`` (zero off ``S``) and ``K @ x``.
+
+    Started from 0, every iterate gives a descent direction ``G^T (x - E)``: ``U_S . x`` grows
+    towards ``U_S^T (D^{-1} + K_SS)^{-1} U_S``, which is below ``|grad|^2`` (Woodbury), so
+    ``grad . step = U_S . x - |grad|^2 < 0``. A column stops at ``_DUAL_CG_RTOL`` times its
+    first residual's norm; the line search makes the inexact step safe.
+    """
+    mask = A > 0
+    Dg = 2.0 * A
+    inv = xp.where(mask, 0.5 / xp.where(mask, A, 1.0), 0.0)  # D^{-1} on S
+    Qinv = precond.setup(Dg)
+    x_out = xp.zeros(A.shape, A.dtype)
+    Kx_out = xp.zeros(A.shape, A.dtype)
+    res = xp.where(mask, U, 0.0)
+    stop = _DUAL_CG_RTOL * _col_norm(xp, res)
+    z = precond.apply(Qinv, Dg, res)
+    p = z
+    rz = xp.sum(res * z, 0, keepdims=True)
+    x = xp.zeros(A.shape, A.dtype)
+    Kx = xp.zeros(A.shape, A.dtype)
+    live = np.arange(A.shape[1])
+    for _ in range(_DUAL_CG_MAX_ITER):
+        Kp = K @ p
+        Mp = xp.where(mask, Kp + inv * p, 0.0)
+        pMp = xp.sum(p * Mp, 0, keepdims=True)
+        alpha = xp.where(pMp > 0, rz / xp.where(pMp > 0, pMp, 1.0), 0.0)
+        x = x + alpha * p
+        Kx = Kx + alpha * Kp
+        res = res - alpha * Mp
+        done = _col_norm(xp, res) <= stop
+        if done.any():
+            cols = np.flatnonzero(done)
+            _put_cols(xp, x_out, live[cols], xp.take_cols(x, cols))
+            _put_cols(xp, Kx_out, live[cols], xp.take_cols(Kx, cols))
+            idx = np.flatnonzero(~done)
+            live, stop = live[idx], stop[idx]
+            if live.size == 0:
+                return x_out, Kx_out
+            x, Kx, res, p, rz, mask, inv, Dg = (
+                xp.take_cols(a, idx) for a in (x, Kx, res, p, rz, mask, inv, Dg)
+            )
+            Qinv = Qinv[idx]
+        z = precond.apply(Qinv, Dg, res)
+        rz_new = xp.sum(res * z, 0, keepdims=True)
+        beta = xp.where(rz > 0, rz_new / xp.where(rz > 0, rz, 1.0), 0.0)
+        rz = rz_new
+        p = z + beta * p
+    _put_cols(xp, x_out, live, x)
+    _put_cols(xp, Kx_out, live, Kx)
+    return x_out, Kx_out
