@@ -258,12 +258,7 @@ def check_bool(value, name: str) -> bool:
 
 def check_budget(b, n_candidates: int, what: str = "candidates") -> int:
     """``b`` as an int in [0, n_candidates]."""
-    if isinstance(b, (bool, np.bool_)):
-        raise TypeError(f"budget b must be an integer, got {b!r}")
-    try:
-        b_int = operator.index(b)
-    except TypeError:
-        raise TypeError(f"budget b must be an integer, got {b!r}") from None
+    b_int = check_int(b, "budget b")  # IntegerError (a TypeError) naming b
     if b_int < 0:
         raise ValueError(f"budget b={b_int} must be >= 0")
     if b_int > n_candidates:
