@@ -28,10 +28,11 @@ One thread pool at a time
 The passes over the pool (row norms, centring, the search's GEMM blocks with their exact
 re-measure) run on Python threads, each taking whole row blocks, with BLAS limited to one
 thread meanwhile (``threadpoolctl``): BLAS's and numba's pools never compete for the cores.
-All ``b`` greedy steps of a query run inside one compiled call (:func:`_greedy_run`); small
-pools run serially, larger ones split the rows over numba's threads at every step, after a
-few steps timed each way (a parallel region per step loses when another process holds a
-core). :class:`KCenterState` keeps every row's nearest-labeled distance between queries of
+The greedy steps run inside compiled calls of many steps each (:func:`_greedy_run`, no
+Python between steps); small pools run serially, larger ones split the rows over numba's
+threads at every step while that is faster: a few steps are timed each way, then segments of
+16 steps run with the faster build, which is re-timed against the other when it slows down
+(a parallel region per step loses when another process holds a core). :class:`KCenterState` keeps every row's nearest-labeled distance between queries of
 one AL run, so a later query folds in only the newly labeled rows.
 """
 
@@ -75,8 +76,13 @@ _SCREEN_MAX_NORM = 2.0**60
 _CENTRE_RATIO = 4.0
 # float64 magnitudes above this overflow the float64 squared distances
 _MAX_ABS64 = 1e150
-# steps timed with each build before the rest of a query runs with the faster one
+# steps timed with each build before the rest of a query runs with the faster one, in
+# segments of _SEGMENT_STEPS; the slower build is timed again (_RETIME_STEPS steps) when the
+# faster one slows down, and after _RECHECK_STEPS steps (then twice as many, ...)
 _PROBE_STEPS = 4
+_SEGMENT_STEPS = 16
+_RETIME_STEPS = 2
+_RECHECK_STEPS = 64
 _U32 = 2.0**-24
 _U64 = 2.0**-53
 # absolute slack for float32 underflow (each product may lose up to 2**-149)
@@ -269,7 +275,7 @@ def _step(X, center, min_d2, n_chunks, chunk_best, chunk_arg):
 
 
 # ---------------------------------------------------------------------------------------------
-# the greedy loop: all steps of a query in one compiled call
+# the greedy loop: many steps per compiled call
 
 
 @twins()
@@ -326,21 +332,35 @@ def _greedy(X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int) -> np.nd
         _greedy_run.parallel(*args, first, 0, b, chosen, *many)
         return chosen
     # A parallel region per step pays off on idle cores and loses when another process holds
-    # one: time a few steps each way, then run the rest in one call with the faster build.
-    pick, pos = first, 0
+    # a core. Time a few steps each way, then run segments with the faster build; its time
+    # per step is watched segment by segment, and the other build is timed again when it
+    # degrades (the load changed) or, more and more rarely, in case the load went away.
+    runs = {"parallel": (_greedy_run.parallel, many), "serial": (_greedy_run.serial, one)}
     per_step = {}
-    for name, kern, bufs in (
-        ("parallel", _greedy_run.parallel, many),
-        ("serial", _greedy_run.serial, one),
-    ):
+    pick, pos = first, 0
+
+    def run(name, k):
+        nonlocal pick, pos
+        kern, bufs = runs[name]
         t0 = time.perf_counter()
-        pick = kern(*args, pick, pos, _PROBE_STEPS, chosen, *bufs)
-        per_step[name] = time.perf_counter() - t0
-        pos += _PROBE_STEPS
-    if per_step["parallel"] <= per_step["serial"]:
-        _greedy_run.parallel(*args, pick, pos, b - pos, chosen, *many)
-    else:
-        _greedy_run.serial(*args, pick, pos, b - pos, chosen, *one)
+        pick = kern(*args, pick, pos, k, chosen, *bufs)
+        per_step[name] = (time.perf_counter() - t0) / k
+        pos += k
+
+    run("parallel", _PROBE_STEPS)
+    run("serial", _PROBE_STEPS)
+    recheck, since = _RECHECK_STEPS, 0
+    while pos < b:
+        cur = min(per_step, key=per_step.get)  # (ties: parallel, timed first)
+        before = per_step[cur]
+        k = min(_SEGMENT_STEPS, b - pos)
+        run(cur, k)
+        since += k
+        if pos < b and (per_step[cur] > 1.25 * before or since >= recheck):
+            if since >= recheck:
+                recheck *= 2
+            since = 0
+            run("serial" if cur == "parallel" else "parallel", min(_RETIME_STEPS, b - pos))
     return chosen
 
 

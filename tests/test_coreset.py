@@ -213,6 +213,40 @@ def test_kcenter_parallel_and_probe_paths_equal_serial(rng, monkeypatch):
         assert_exact(af.kcenter_greedy(X, labeled, 40), want, f"min_work={min_work}")
 
 
+def test_kcenter_segments_switch_builds_and_keep_picks(rng, monkeypatch):
+    # a clock that makes either build look faster at random: the query switches between the
+    # serial and parallel builds segment by segment, every step runs once, picks stay exact
+    import types
+
+    from alamp_fast import _parallel, coreset
+
+    X = rng.standard_normal((3000, 40)).astype(np.float32)
+    labeled = rng.choice(3000, 30, replace=False)
+    want = ref.kcenter_greedy(X, labeled, 60)
+    real = coreset._greedy_run
+    ran = []
+
+    def logged(name):
+        def call(*args):
+            ran.append((name, args[8], args[9]))  # (build, first step, steps)
+            return getattr(real, name)(*args)
+
+        return call
+
+    fake = types.SimpleNamespace(serial=logged("serial"), parallel=logged("parallel"))
+    fake.pick = lambda work: fake.serial if real.pick(work) is real.serial else fake.parallel
+    clock = iter(np.cumsum(rng.exponential(1.0, 10_000)).tolist())
+    monkeypatch.setattr(coreset, "_greedy_run", fake)
+    monkeypatch.setattr(coreset, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(coreset, "_SEGMENT_STEPS", 3)
+    monkeypatch.setattr(coreset, "_RECHECK_STEPS", 6)
+    assert_exact(af.kcenter_greedy(X, labeled, 60), want, "segments")
+    assert [first for _, first, _ in ran] == np.cumsum([0] + [k for *_, k in ran])[:-1].tolist()
+    assert sum(k for *_, k in ran) == 60
+    assert {name for name, *_ in ran[2:]} == {"serial", "parallel"}
+
+
 @pytest.mark.parametrize("scale", [1e19, 1e30, 3e37])
 def test_kcenter_float32_huge_magnitudes_exact(rng, scale):
     # float32 GEMM/dot products overflow above ~1.8e19: fall back, same picks as float64
