@@ -44,7 +44,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -124,6 +124,34 @@ def _blas_control():
     return ThreadpoolController()
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextmanager
+def _blas_on_one_thread():
+    """BLAS limited to one thread while any caller is inside (calls from several threads at
+    once, e.g. a threaded Dask scheduler, share one limit; the last one out restores it)."""
+    global _blas_users, _blas_limiter
+    ctl = _blas_control()
+    if ctl is None:
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = ctl.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
 def _plan(n: int, max_rows: int, work: int) -> tuple[int, int]:
     """``(rows per block, workers)`` for a pass over ``n`` rows of ``work`` elements."""
     workers = numba.get_num_threads() if work >= _parallel.PARALLEL_MIN_WORK else 1
@@ -163,8 +191,7 @@ def _run_blocks(n: int, rows: int, workers: int, fn) -> None:
                 failed.append(True)
                 raise
 
-    ctl = _blas_control()
-    with ctl.limit(limits=1, user_api="blas") if ctl is not None else nullcontext():
+    with _blas_on_one_thread():
         with ThreadPoolExecutor(workers - 1) as ex:
             futures = [ex.submit(worker) for _ in range(workers - 1)]
             try:

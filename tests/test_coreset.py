@@ -334,6 +334,27 @@ def test_threaded_blocks_error_propagates_and_restores_blas(monkeypatch):
         assert set(during) == {1}
 
 
+def test_concurrent_searches_share_the_blas_limit(rng, monkeypatch):
+    # several threads searching at once (a threaded Dask scheduler does): same distances,
+    # and the last one out restores BLAS's thread count, whatever order they finish in
+    from concurrent.futures import ThreadPoolExecutor
+
+    from alamp_fast import _parallel, coreset
+
+    X = rng.standard_normal((800, 16)).astype(np.float32)
+    Ls = [X[rng.choice(800, k, replace=False)] for k in (3, 17, 40, 90, 5, 61)]
+    want = [coreset._nearest_d2(X, L) for L in Ls]
+    blas = _blas_threads()
+    monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(coreset, "_INIT_BLOCK_ELEMS", 16 * 32)
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as ex:
+            got = list(ex.map(lambda L: coreset._nearest_d2(X, L), Ls))
+        for g, w in zip(got, want, strict=True):
+            assert_exact(g, w, "concurrent search")
+        assert _blas_threads() == blas
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_kcenter_non_finite_features_named(bad, dtype):
