@@ -39,6 +39,15 @@ count towards its resident memory. Any other array (an in-memory array, a slice 
 copy-on-write ``mode="c"`` memmap) is sliced block by block; for a memmap view the pages it
 touches then stay mapped until the kernel reclaims them (counted in RSS, but reclaimable page
 cache, not allocated memory).
+
+Why this module is not in :mod:`alamp_fast.distributed`
+-------------------------------------------------------
+Both rooms serve pools larger than memory, but this one needs only numpy and numba (the core
+dependencies): importing ``alamp_fast.distributed.<anything>`` runs that package's
+``__init__``, which imports dask, so a home there would make every out-of-core user install
+the ``dask`` extra. The dependency runs the other way: each Dask chunk task runs this module's
+per-block helpers (``block_keys``, ``top_candidates``, ``merge_top``, ...), so the two give
+the same picks by construction.
 """
 
 from __future__ import annotations
@@ -326,7 +335,8 @@ def alamp_score(prev_margin, margin, *, block_rows=None, out=None):
 # Both selections rank rows by (key, row index) with key = -score (largest) or score, a total
 # order. A candidate set is a pair (gidx, key) sorted by gidx, so that "position in the set"
 # orders ties exactly as "row index in the pool" does, and the core functions can run on it.
-# The Dask implementation (alamp_fast.distributed) uses the same helpers per chunk.
+# The Dask implementation (alamp_fast.distributed's topk and diversify) uses the same helpers
+# per chunk.
 
 
 def split_exclude(ex_sorted: np.ndarray, start: int, stop: int) -> np.ndarray:

@@ -28,9 +28,10 @@ By name (:data:`CLASSIFIERS`), each built fresh for every fit:
     ``alamp_fast.svm.SVC`` / ``SVCCV`` (linear kernel), imported when first used.
 
 The *cost-sensitive* variant of each sets ``class_weight="balanced"``. ``cost_sensitive=None``
-(the default of :func:`~alamp_fast.al.protocol.simulate`) turns it on for imbalanced pools: when ``imbalance`` is given or the pool's own
-class counts have ``ir >= 0.1``. Any scikit-learn-compatible estimator object is accepted too
-(cloned for every fit; ``class_weight`` is only touched when ``cost_sensitive=True``).
+(the default of :func:`~alamp_fast.al.protocol.simulate`) turns it on for imbalanced pools:
+when ``imbalance`` is given or the pool's own class counts have ``ir >= 0.1``. Any
+scikit-learn-compatible estimator object is accepted too (cloned for every fit;
+``class_weight`` is only touched when ``cost_sensitive=True``).
 """
 
 from __future__ import annotations

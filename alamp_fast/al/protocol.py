@@ -90,7 +90,7 @@ def _connect(address: str):
     import distributed  # noqa: F401  (registers the distributed.* config read below)
     from dask.utils import parse_timedelta
 
-    from alamp_fast.distributed import get_client
+    from alamp_fast.distributed.client import get_client
 
     timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
     try:
