@@ -12,7 +12,7 @@ imbalanced pools), init 200 then 15 x 200, 5 runs, seed 0. Datasets:
     the same features of CIFAR-10 (balanced);
 ``cifar10-imb``
     CIFAR-10 with the pool subsampled to ``--cifar-imbalance`` (ir 1.0 by default), the
-    paper's imbalance induction (:func:`alamp_fast.imbalance.induce_imbalance`).
+    paper's imbalance induction (:func:`alamp_fast.al.imbalance.induce_imbalance`).
 
 Each dataset writes ``OUT/<name>/``: ``results.json`` and ``results.csv`` (every run of every
 strategy), ``accuracy.png`` (the accuracy curves, paper Fig. 2/3), ``imbalance.png`` (the
@@ -28,6 +28,12 @@ numbers); a dataset whose results are complete is skipped. ``--restart`` starts 
 predictions, pool scoring, one query of each strategy) at the first, middle and last labeled
 count of the cycle, interpolates over the cycle's points and writes ``OUT/estimate.json``:
 an *estimate* of the full protocol's time on this machine at its current load.
+
+The machine's load average (1, 5, 15 minutes) is printed at the start and at the end
+(``benchmarks/_harness.py``) and recorded: per dataset before and after its simulation in
+``results.json`` (``reproduce.load_average_before`` / ``_after``, ``reproduce.under_load``),
+for the whole command in ``summary.md``, and in ``estimate.json``. ``under_load`` marks timings
+taken while other work ran (the harness's rule), which are inflated.
 
     python benchmarks/reproduce_paper.py --out results/paper          # the full protocol
     python benchmarks/reproduce_paper.py --out /tmp/short --iterations 3 --runs 2
@@ -50,13 +56,18 @@ import sys
 import time
 from pathlib import Path
 
-from alamp_fast.al.loop import remove_checkpoint
-from alamp_fast.datasets import load_dataset
-from alamp_fast.protocol import CLASSIFIERS, simulate
-from alamp_fast.report import summary_table, write_results
-from alamp_fast.strategies import STRATEGIES, canonical_name
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "benchmarks") not in sys.path:  # imported by file (tests), not run from benchmarks/
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _harness import Run, load_average  # noqa: E402
+
+from alamp_fast.al.classifiers import CLASSIFIERS  # noqa: E402
+from alamp_fast.al.datasets import load_dataset  # noqa: E402
+from alamp_fast.al.loop import remove_checkpoint  # noqa: E402
+from alamp_fast.al.protocol import simulate  # noqa: E402
+from alamp_fast.al.report import summary_table, write_results  # noqa: E402
+from alamp_fast.al.strategies import STRATEGIES, canonical_name  # noqa: E402
 
 #: name: (folder, classes to drop, induced imbalance?, targets for samples-to-target)
 DATASETS = {
@@ -114,14 +125,7 @@ def plan(args) -> list[dict]:
     return jobs
 
 
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def run_one(job: dict, args, out_root: Path) -> dict:
+def run_one(job: dict, args, out_root: Path, run: Run) -> dict:
     out = out_root / job["name"]
     ckpt = out / "checkpoint"
     config = {"init": args.init, "step": args.step, "iterations": args.iterations,
@@ -141,12 +145,13 @@ def run_one(job: dict, args, out_root: Path) -> dict:
     n_done = len(list(ckpt.glob("S*-R*.npz"))) if ckpt.is_dir() else 0
     if n_done:
         print(f"{job['name']}: resuming, {n_done} finished (strategy, run) result(s) in {ckpt}")
-    load_before = _load_average()
+    load_before = load_average()
     res = simulate(ds, strategies=args.strategies, classifier=args.classifier, init=args.init,
                    step=args.step, iterations=args.iterations, runs=args.runs, seed=args.seed,
                    targets=job["targets"], imbalance=job["imbalance"],
                    progress=False if args.quiet else "auto", checkpoint=ckpt, resume=True)
     wall = time.perf_counter() - t0
+    load_after = load_average()
     fits = sum(r.fit_s.sum() + r.predict_s.sum() + r.query_s.sum()
                for recs in res.records.values() for r in recs)
     n_iters = sum(r.labeled.size for recs in res.records.values() for r in recs)
@@ -159,7 +164,10 @@ def run_one(job: dict, args, out_root: Path) -> dict:
             "simulation_s": res.total_s,
             "seconds_per_iteration": fits / n_iters,
             "load_average_before": load_before,
-            "load_average_after": _load_average(),
+            "load_average_after": load_after,
+            # the command's start load, or this dataset's end load above what the
+            # simulation itself adds (benchmarks/_harness.py): timings taken on a busy machine
+            "under_load": run.under_load(load_after),
             "resumed_runs": n_done,
         },
         "drop_classes": job["drop"],
@@ -177,10 +185,10 @@ def estimate_one(job: dict, args) -> dict:
     """Time one iteration at the first, middle and last labeled count; extrapolate."""
     import numpy as np
 
+    from alamp_fast.al.classifiers import make_classifier, pool_probs, pool_top2_margin
+    from alamp_fast.al.imbalance import IMBALANCED_IR
     from alamp_fast.al.loop import prepare_protocol
-    from alamp_fast.imbalance import IMBALANCED_IR
-    from alamp_fast.protocol import make_classifier, pool_probs, pool_top2_margin
-    from alamp_fast.strategies import Strategy, get_strategy
+    from alamp_fast.al.strategies import Strategy, get_strategy
 
     ds = load_dataset(job["train"], job["test"], drop_classes=job["drop"], seed=args.seed,
                       name=job["name"])
@@ -239,7 +247,7 @@ def extrapolate(probed: dict, points, strategies, runs: int) -> dict:
     """
     import numpy as np
 
-    from alamp_fast.strategies import get_strategy
+    from alamp_fast.al.strategies import get_strategy
 
     rows = sorted(int(n) for n in probed)
     per = {n: probed[n] if n in probed else probed[str(n)] for n in rows}
@@ -271,9 +279,16 @@ def table_md(doc: dict) -> str:
         f"{' cost-sensitive' if cfg['cost_sensitive'] else ''}; init {cfg['init']}, "
         f"{cfg['iterations']} x {cfg['step']}, {cfg['runs']} runs, seed {cfg['seed']}. "
         f"Simulation {rep['simulation_s']:.0f} s, {rep['seconds_per_iteration']:.2f} s per "
-        f"iteration (fit + predictions + query), load average {rep['load_average_before']}."
+        f"iteration (fit + predictions + query), load average {rep['load_average_before']} "
+        f"at start, {rep.get('load_average_after')} at end"
+        f"{' (under load: timings inflated)' if rep.get('under_load') else ''}."
     )
     return head + "\n\n" + summary_table(doc, markdown=True)
+
+
+def _print_end(run: Run, load_end) -> None:
+    print(f"[{run.name}] load average at end: {load_end}"
+          + ("  -> figures taken UNDER LOAD" if run.under_load(load_end) else ""))
 
 
 def main(argv=None) -> int:
@@ -354,17 +369,21 @@ def main(argv=None) -> int:
     def on_term(signum, frame):
         raise Terminated()
 
+    # prints the load average now; each dataset's results and the end record theirs
+    run = Run("reproduce_paper")
     if args.estimate:
         args.out.mkdir(parents=True, exist_ok=True)
         doc = {"estimate": True, "argv": sys.argv[1:] if argv is None else argv,
                "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-               "load_average_before": _load_average(), "datasets": {}}
+               "load_average_before": run.load_start, "datasets": {}}
         for job in jobs:
             doc["datasets"][job["name"]] = estimate_one(job, args)
             h = doc["datasets"][job["name"]]["estimated_total_h"]
             print(f"{job['name']}: the full protocol would take about {h:.2f} h here (estimate)")
-        doc["load_average_after"] = _load_average()
+        doc["load_average_after"] = load_end = load_average()
+        doc["under_load"] = run.under_load(load_end)
         (args.out / "estimate.json").write_text(json.dumps(doc, indent=1))
+        _print_end(run, load_end)
         print(f"wrote {args.out / 'estimate.json'}")
         return 0
 
@@ -373,7 +392,7 @@ def main(argv=None) -> int:
     docs = []
     try:
         for job in jobs:
-            docs.append(run_one(job, args, args.out))
+            docs.append(run_one(job, args, args.out, run))
     except KeyboardInterrupt as exc:
         print("reproduce_paper: interrupted; finished runs are kept: run the same command "
               "again to continue", file=sys.stderr)
@@ -388,9 +407,16 @@ def main(argv=None) -> int:
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs.",
         "",
     ]
+    load_end = load_average()
+    summary[-1:-1] = [
+        f"Load average (1, 5, 15 min): {run.load_start} at start, {load_end} at end"
+        + (" (under load: other work ran, timings inflated)." if run.under_load(load_end)
+           else "."),
+    ]
     for doc in docs:
         summary += [table_md(doc), ""]
     (args.out / "summary.md").write_text("\n".join(summary))
+    _print_end(run, load_end)
     print(f"\nwrote {args.out / 'summary.md'}")
     return 0
 

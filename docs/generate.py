@@ -30,10 +30,13 @@ START, END = "<!-- rooms:start -->", "<!-- rooms:end -->"
 # gives a line saying so instead of the section
 PUBLIC_MODULES = [
     "alamp_fast",
-    "alamp_fast.strategies",
-    "alamp_fast.protocol",
-    "alamp_fast.datasets",
-    "alamp_fast.imbalance",
+    "alamp_fast.al",
+    "alamp_fast.al.strategies",
+    "alamp_fast.al.protocol",
+    "alamp_fast.al.classifiers",
+    "alamp_fast.al.datasets",
+    "alamp_fast.al.imbalance",
+    "alamp_fast.al.report",
     "alamp_fast.svm",
     "alamp_fast.workflow",
     "alamp_fast.outofcore",

@@ -45,6 +45,8 @@ def test_own_features_end_to_end_then_skipped_then_resumed(tmp_path, capsys):
             "--classifier", "linear-svc", "--init", "20", "--step", "10", "--iterations", "2",
             "--runs", "2", "--strategies", "random,margin,margin-div,alamp", "--quiet"]
     assert rp.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "load average at start: [" in printed and "load average at end: [" in printed
     d = out / "mine"
     for f in ("results.json", "results.csv", "accuracy.png", "imbalance.png",
               "diversification.png", "table.md"):
@@ -53,10 +55,15 @@ def test_own_features_end_to_end_then_skipped_then_resumed(tmp_path, capsys):
     doc = json.loads((d / "results.json").read_text())
     assert doc["config"]["runs"] == 2 and set(doc["strategies"]) == {
         "random", "margin", "margin-div", "alamp"}
+    rep = doc["reproduce"]
+    for key in ("load_average_before", "load_average_after"):
+        assert len(rep[key]) == 3 and all(x >= 0 for x in rep[key]), rep
+    assert isinstance(rep["under_load"], bool)
     table = (d / "table.md").read_text()
     assert "gain vs random" in table and "n@0.9" in table and "s per iteration" in table
-    assert "mine" in (out / "summary.md").read_text()
-    capsys.readouterr()
+    assert f"load average {rep['load_average_before']} at start" in table
+    summary = (out / "summary.md").read_text()
+    assert "mine" in summary and "Load average (1, 5, 15 min): [" in summary
 
     assert rp.main(argv) == 0  # complete: skipped
     assert "complete" in capsys.readouterr().out
@@ -94,6 +101,8 @@ def test_estimate_runs_no_protocol_and_writes_an_estimate(tmp_path):
                     "--iterations", "4", "--runs", "3", "--strategies", "random,margin,entropy",
                     "--estimate", "--quiet"]) == 0
     doc = json.loads((out / "estimate.json").read_text())
+    assert len(doc["load_average_before"]) == len(doc["load_average_after"]) == 3
+    assert isinstance(doc["under_load"], bool)
     est = doc["datasets"]["train"]
     assert sorted(est["probed"], key=int) == ["20", "40", "60"]
     assert est["labeled_points"] == [20, 30, 40, 50, 60]
