@@ -147,7 +147,8 @@ def main(argv=None) -> int:
                 best = {k: min(x["cold"][key] for x in results[cond][k]) for k in trees}
                 results[cond][f"best_cold_{key}"] = best
                 if args.ref and best["reference"] > 0:
-                    results[cond][f"cold_{key}_ratio_current_to_reference"] = (
+                    name = "cold_ratio" if key == "wall_s" else f"cold_{key}_ratio"
+                    results[cond][f"{name}_current_to_reference"] = (
                         best["current"] / best["reference"])
     finally:
         if tmp is not None:
