@@ -19,6 +19,9 @@ exit status is 2 for a bad option or argument (a value, a path that does not exi
 a failure of the operation itself (the project is locked, the pool changed, a label file holds
 unknown ids, the disk is full). ``--debug`` shows the traceback instead. An output pipe closed
 early (``alamp-fast status | head``) ends the command quietly.
+
+About 500 lines: most of them are the five commands' options and their help texts, kept in
+one place so that ``--help`` and this module say the same.
 """
 
 from __future__ import annotations
