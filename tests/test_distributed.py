@@ -117,6 +117,36 @@ def test_add_scheduler_argument():
     assert parser.parse_args(["--scheduler", "tcp://h:8786"]).scheduler == "tcp://h:8786"
 
 
+def test_the_package_keeps_the_module_names(tmp_path, monkeypatch):
+    # alamp_fast.distributed was one module: its public names, the dispatch registry and the
+    # names other code imported from it stay; each kernel is the submodule's own function
+    import pickle
+
+    from alamp_fast.distributed import client, diversify, kcenter, topk
+
+    assert set(afd.__all__) == {"IMPLS", "get_client", "add_scheduler_argument", "from_memmap"}
+    assert afd.get_client is client.get_client and afd.from_memmap is client.from_memmap
+    assert afd._current_client is client._current_client
+    assert afd.IMPLS["select_top"] is topk._select_top
+    assert afd.IMPLS["diversify"] is diversify._diversify
+    assert afd.IMPLS["kcenter_greedy"] is kcenter._kcenter_greedy
+    assert sorted(afd.IMPLS) == sorted(
+        ["top2_margin", "margin", "entropy", "least_confidence", "alamp_score", "select_top",
+         "diversify", "kcenter_greedy"])
+    # a file reader pickled under the module path it had before the split still loads
+    path = tmp_path / "pool.npy"
+    np.save(path, np.arange(12, dtype=np.float32).reshape(4, 3))
+    from alamp_fast.outofcore import file_source
+
+    reader = client._FileRows(*file_source(np.load(path, mmap_mode="r")), (4, 3),
+                              np.dtype(np.float32))
+    monkeypatch.setattr(client._FileRows, "__module__", "alamp_fast.distributed")
+    blob = pickle.dumps(reader)
+    monkeypatch.undo()
+    assert b"alamp_fast.distributed.client" not in blob
+    np.testing.assert_array_equal(pickle.loads(blob)[1:3], np.load(path)[1:3])
+
+
 # ---------------------------------------------------------------------------------------------
 # losing workers: helpers (the tests are spread among the others, so that the seconds a nanny
 # takes to restart a killed worker overlap with other tests)
