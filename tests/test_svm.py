@@ -157,6 +157,120 @@ def test_solver_matches_literal_minimiser(device, rng, path, monkeypatch):
     assert (n_iter >= 1).all() and (n_iter < 200).all()
 
 
+def _rbf_problem(rng, n=70, n_cols=6):
+    X = rng.normal(size=(n, 4))
+    sq = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    K = np.exp(-0.4 * sq) + 1.0
+    Y = np.where(rng.random((n, n_cols)) < 0.3, 1.0, -1.0)
+    C = np.array([0.01, 0.3, 1.0, 5.0, 30.0, 100.0])[:n_cols]
+    cost = C * rng.uniform(0.5, 2.0, size=(n, 1))  # per-row weights, as class_weight gives
+    cost[rng.random((n, n_cols)) < 0.2] = 0.0  # held-out rows of a fold
+    return X, K, Y, cost
+
+
+@pytest.mark.parametrize("path", ["woodbury", "cg", "mixed"])
+def test_sample_space_solver_matches_literal_minimiser(device, rng, path, monkeypatch):
+    """solve_dual's coefficients b give w = G^T b, the minimiser of the primal problem on any
+    G with G G^T = K + 1, through each direction route (dense active-set solves, conjugate
+    gradients with the Nystrom preconditioner, both), with held-out rows and C 0.01 to 100."""
+    X, K, Y, cost = _rbf_problem(rng)
+    n = K.shape[0]
+    if path == "woodbury":
+        monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", n)
+    elif path == "cg":
+        monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 0)
+        monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 0)
+    else:
+        monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 25)
+        monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 0)
+    monkeypatch.setattr(_solver, "_NYSTROM_RANK", 8)  # fewer eigenpairs than rows
+    xp = get_backend(device)
+    f64 = xp.float_dtype(np.float64)
+    kmap = _solver.rbf_kernel_map(xp, xp.asarray(X, f64), 0.4, f64)
+    assert_close(xp.to_numpy(kmap.K), K, "K + 1", rtol=1e-12, atol=1e-12)
+    B, n_iter = _solver.solve_dual(
+        xp, kmap.Kpad, xp.asarray(Y, f64), xp.asarray(cost, f64), tol=1e-10, max_iter=200
+    )
+    B = xp.to_numpy(B)
+    lam, U = np.linalg.eigh(K)
+    G = U * np.sqrt(np.maximum(lam, 0.0))  # one G with G G^T = K + 1
+    ref = _reference_solve(G, Y, cost)
+    assert_close(G.T @ B, ref, f"G^T b ({path})", rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    assert_close(K @ B, G @ ref, f"decision values ({path})", rtol=0, atol=1e-5)
+    # b is supported on the rows that train (a held-out or weightless row has b = 0)
+    held = B[cost == 0]
+    assert_close(held, np.zeros_like(held), "b on held-out rows", rtol=0, atol=1e-9)
+    assert (n_iter >= 1).all() and (n_iter < 200).all()
+    # started from its own solution, every problem stops after the check
+    B2, n_iter2 = _solver.solve_dual(
+        xp,
+        kmap.Kpad,
+        xp.asarray(Y, f64),
+        xp.asarray(cost, f64),
+        xp.asarray(B, f64),
+        tol=1e-8,
+        max_iter=200,
+    )
+    assert (n_iter2 <= 1).all()
+    assert_close(xp.to_numpy(B2), B, "warm restart", rtol=0, atol=1e-7 * np.abs(B).max())
+
+
+def test_sample_space_solver_equals_the_eigenbasis_solver(rng):
+    """Same problems, same optimum: solve (on the eigenbasis) and solve_dual (on K) agree."""
+    X, K, Y, cost = _rbf_problem(rng, n=120)
+    xp = get_backend("cpu")
+    fmap = _solver.rbf_map(xp, X, 0.4, np.float64)
+    W, _ = _solver.solve(xp, fmap.G, Y, cost, tol=1e-9, max_iter=200)
+    kmap = _solver.rbf_kernel_map(xp, X, 0.4, np.float64)
+    B, _ = _solver.solve_dual(xp, kmap.Kpad, Y, cost, tol=1e-9, max_iter=200)
+    assert_close(kmap.decision(B), fmap.decision(W), "decision values", rtol=0, atol=1e-6)
+    assert_close(B, fmap.coef(W), "dual coefficients", rtol=0, atol=1e-5 * np.abs(B).max())
+
+
+def test_nystrom_preconditioner_is_the_woodbury_inverse(rng):
+    """apply() is (D^{-1} + V_S diag(lam) V_S^T)^{-1} on each column's active rows, 0 elsewhere."""
+    _, K, _, _ = _rbf_problem(rng, n=40)
+    xp = get_backend("cpu")
+    pre = _solver._NystromPreconditioner(xp, K)
+    V = pre._eigs()
+    lam = 1.0 / pre.inv_lam
+    # the top eigenpairs of K, approximately (randomised subspace iteration)
+    top = np.linalg.eigvalsh(K)[::-1][: lam.size]
+    assert_close(lam[:3], top[:3], "top eigenvalues", rtol=1e-6, atol=0)
+    A = rng.uniform(0.1, 5.0, size=(40, 3)) * (rng.random((40, 3)) < 0.7)
+    Dg = 2.0 * A
+    R = rng.normal(size=(40, 3)) * (A > 0)
+    out = pre.apply(pre.setup(Dg), Dg, R)
+    for p in range(3):
+        S = np.flatnonzero(A[:, p] > 0)
+        P = np.diag(1.0 / Dg[S, p]) + (V[S] * lam) @ V[S].T
+        assert_close(out[S, p], np.linalg.solve(P, R[S, p]), f"column {p}", rtol=1e-8, atol=1e-10)
+        rest = out[A[:, p] == 0, p]
+        assert_exact(rest, np.zeros_like(rest), "inactive rows")
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_rbf_sample_space_fit_equals_the_eigenbasis_fit(digits, warm_start):
+    """SVCCV(kernel="rbf") on the kernel matrix and on its eigenbasis (the solver before):
+    same C, same fold scores, decision values within 1e-3, cold and warm-started."""
+    X0, y0, X1, y1, Xte, _ = _grow(digits)
+    fits = []
+    for sample_space in (True, False):
+        model = SVCCV(kernel="rbf", warm_start=warm_start)
+        model._RBF_SAMPLE_SPACE = sample_space
+        if warm_start:
+            model.fit(X0, y0)
+        fits.append(model.fit(X1, y1))
+        assert model.warm_started_ == warm_start
+    new, old = fits
+    assert new.C_ == old.C_
+    assert_close(new.cv_scores_, old.cv_scores_, "cv scores", rtol=0, atol=0.01)
+    assert_close(
+        new.decision_function(Xte), old.decision_function(Xte), "decisions", rtol=0, atol=1e-3
+    )
+    assert_close(new.dual_coef_, old.dual_coef_, "dual_coef_", rtol=0, atol=1e-2)
+
+
 def test_solver_problem_without_weight_is_zero(rng):
     xp = get_backend("cpu")
     G = rng.normal(size=(20, 4))

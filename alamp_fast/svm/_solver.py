@@ -449,9 +449,6 @@ def _line_search_terms(xp, ws, ss, d0, M, yGs, cost):
 
 
 # ---------------------------------------------------------------- sample space (RBF)
-# conjugate gradients on a column's active-set system stop at this fraction of the first
-# residual's norm
-_DUAL_CG_RTOL = 0.1
 _DUAL_CG_MAX_ITER = 100
 
 
@@ -522,7 +519,7 @@ def solve_dual(xp, Kpad, Y, cost, B0=None, *, tol: float, max_iter: int, precond
                 xp.take_cols(a, idx) for a in (B, Z, M, A, E, KE, Yl, Cl)
             )
         n_iter[live] += 1
-        D, KD = _dual_direction(xp, Kpad, K, A, E, KE, n_rows, precond)
+        D, KD = _dual_direction(xp, Kpad, K, A, E, KE, gnorm, n_rows, precond)
         t = _line_search_terms(
             xp,
             xp.sum(Z * D, 0, keepdims=True),  # w . step
@@ -547,7 +544,7 @@ def solve_dual(xp, Kpad, Y, cost, B0=None, *, tol: float, max_iter: int, precond
     return B_out, n_iter
 
 
-def _dual_direction(xp, Kpad, K, A, E, KE, n_rows, precond):
+def _dual_direction(xp, Kpad, K, A, E, KE, gnorm, n_rows, precond):
     """Newton step ``D`` (the primal step is ``G^T D``) and ``K @ D`` of every column.
 
     The step is ``G^T (X - E)`` with ``X`` the solution of ``(D^{-1} + K_SS) X_S = (K E)_S``
@@ -571,7 +568,9 @@ def _dual_direction(xp, Kpad, K, A, E, KE, n_rows, precond):
         _put_cols(xp, X, cols, X_e)
         _put_cols(xp, KX, cols, K @ X_e)
     cols = np.flatnonzero(~exact)
-    X_c, KX_c = _dual_cg(xp, K, xp.take_cols(A, cols), xp.take_cols(KE, cols), precond)
+    X_c, KX_c = _dual_cg(
+        xp, K, xp.take_cols(A, cols), xp.take_cols(KE, cols), gnorm[cols], precond
+    )
     _put_cols(xp, X, cols, X_c)
     _put_cols(xp, KX, cols, KX_c)
     return X - E, KX - KE
@@ -618,6 +617,10 @@ class _NystromPreconditioner:
             self.inv_lam = 1.0 / lam
         return self.V
 
+    def lam_max(self) -> float:
+        self._eigs()
+        return float(1.0 / self.inv_lam.min())
+
     def setup(self, Dg):
         """The per-column ``k x k`` inverses for the diagonal weights ``Dg`` (n, q)."""
         xp = self.xp
@@ -648,14 +651,16 @@ _NYSTROM_RANK = 32
 _NYSTROM_POWER = 2
 
 
-def _dual_cg(xp, K, A, U, precond):
+def _dual_cg(xp, K, A, U, gnorm, precond):
     """Preconditioned conjugate gradients on ``(D^{-1} + K_SS) x = U_S`` per column
     (``D = 2 A``, ``S`` its active rows); returns ``x`` (zero off ``S``) and ``K @ x``.
 
     Started from 0, every iterate gives a descent direction ``G^T (x - E)``: ``U_S . x`` grows
     towards ``U_S^T (D^{-1} + K_SS)^{-1} U_S``, which is below ``|grad|^2`` (Woodbury), so
-    ``grad . step = U_S . x - |grad|^2 < 0``. A column stops at ``_DUAL_CG_RTOL`` times its
-    first residual's norm; the line search makes the inexact step safe.
+    ``grad . step = U_S . x - |grad|^2 < 0``. A column stops when the residual of the primal
+    Newton system, ``2 G^T (A r)`` for the residual ``r`` here, is below ``_CG_RTOL`` times the
+    gradient's norm (as :func:`_pcg`), tested by its bound ``2 |A r| sqrt(lam_max(K))``; the
+    line search makes the inexact step safe.
     """
     mask = A > 0
     Dg = 2.0 * A
@@ -664,7 +669,7 @@ def _dual_cg(xp, K, A, U, precond):
     x_out = xp.zeros(A.shape, A.dtype)
     Kx_out = xp.zeros(A.shape, A.dtype)
     res = xp.where(mask, U, 0.0)
-    stop = _DUAL_CG_RTOL * _col_norm(xp, res)
+    stop = _CG_RTOL * gnorm / (2.0 * np.sqrt(precond.lam_max()))
     z = precond.apply(Qinv, Dg, res)
     p = z
     rz = xp.sum(res * z, 0, keepdims=True)
@@ -679,7 +684,7 @@ def _dual_cg(xp, K, A, U, precond):
         x = x + alpha * p
         Kx = Kx + alpha * Kp
         res = res - alpha * Mp
-        done = _col_norm(xp, res) <= stop
+        done = _col_norm(xp, A * res) <= stop
         if done.any():
             cols = np.flatnonzero(done)
             _put_cols(xp, x_out, live[cols], xp.take_cols(x, cols))
@@ -688,8 +693,8 @@ def _dual_cg(xp, K, A, U, precond):
             live, stop = live[idx], stop[idx]
             if live.size == 0:
                 return x_out, Kx_out
-            x, Kx, res, p, rz, mask, inv, Dg = (
-                xp.take_cols(a, idx) for a in (x, Kx, res, p, rz, mask, inv, Dg)
+            x, Kx, res, p, rz, mask, inv, Dg, A = (
+                xp.take_cols(a, idx) for a in (x, Kx, res, p, rz, mask, inv, Dg, A)
             )
             Qinv = Qinv[idx]
         z = precond.apply(Qinv, Dg, res)
