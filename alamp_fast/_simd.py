@@ -77,18 +77,23 @@ def _make_lanes_top2(lane_bytes: int):
 def _lanes_top2_typer(lane_bytes, P_t, i_t, out_t):
     """Scan row ``i`` of C-contiguous 2-D ``P``, all its ``C`` columns, in vectors.
 
-    ``C`` must be at least the lane count (``lane_bytes`` over the compared float's size).
-    The columns after the last whole vector are read as one more vector ending at column
-    ``C``, its lanes over columns already scanned masked out (-inf, no NaN check), so no
-    scalar tail is left. Writes ``out[0] = top1, out[1] = top2, out[2] = argmax (as a
-    float), out[3] = chk`` where ``chk`` is a sum of ``v - v`` over the scanned values: 0
-    unless a NaN or Inf was seen.
+    ``C`` must be at least the lane count (``lane_bytes // P.itemsize``). The columns after
+    the last whole vector are read as one more vector ending at column ``C``, its lanes over
+    columns already scanned masked out, so no scalar tail is left. Writes ``out[0] = top1,
+    out[1] = top2, out[2] = argmax (as a float), out[3] = chk`` where ``chk`` is 0 unless a
+    NaN or Inf was seen (float lanes: a sum of ``v - v``).
+
+    float16 (``P`` holds its uint16 bits) is compared without widening: as the int16
+    ``h >= 0 ? h : -(h & 0x7fff)``, which orders like the float values (-0.0 and +0.0 equal),
+    twice the lanes per vector of float32 and no conversion in the loop; top1 and top2 are
+    widened to float32 at the end (a zero comes back as +0.0), and a NaN/Inf shows as a
+    magnitude ``h & 0x7fff >= 0x7c00``.
     """
-    half = P_t.dtype == types.uint16  # float16 bits, widened to float32 lanes on load
+    half = P_t.dtype == types.uint16
     if P_t.dtype not in (types.float32, types.float64) and not half:
         return None
     nb_float = types.float32 if half else P_t.dtype
-    width = lane_bytes // (4 if nb_float == types.float32 else 8)
+    width = lane_bytes * 8 // P_t.dtype.bitwidth
     sig = types.void(P_t, i_t, out_t)
 
     def codegen(context, builder, signature, args):
@@ -103,71 +108,123 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, out_t):
 
         base = builder.gep(Pa.data, [builder.mul(as_intp(i), C)])
         fty = context.get_value_type(nb_float)
-        esize = 4 if nb_float == types.float32 else 8
-        ity = ir.IntType(8 * esize)
-        vf = ir.VectorType(fty, width)
+        elem = ir.IntType(16) if half else fty  # the lanes' type
+        vx = ir.VectorType(elem, width)
+        # argmax lanes: int32 for float32 and float16 keys (columns < 2**24 by the caller's
+        # rule), int64 for float64
+        ity = ir.IntType(64 if nb_float == types.float64 else 32)
         vi = ir.VectorType(ity, width)
-        vptr = vf.as_pointer()
 
-        def vload(j):
-            if half:
-                # <w x i16> -> <w x half> -> fpext <w x float>: vcvtph2ps with F16C, exact
-                vh = ir.VectorType(ir.IntType(16), width).as_pointer()
-                raw = builder.load(builder.bitcast(builder.gep(base, [j]), vh), align=2)
-                hv = builder.bitcast(raw, ir.VectorType(ir.HalfType(), width))
-                return builder.fpext(hv, vf)
-            return builder.load(builder.bitcast(builder.gep(base, [j]), vptr), align=esize)
+        def const(x):
+            return ir.Constant(vx, [x] * width)
 
-        def splat(x, vty):
-            one = builder.insert_element(ir.Constant(vty, None), x, ir.Constant(ir.IntType(32), 0))
-            return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32),
-                                                                                width), None))
+        if half:
+            lowest = const(-(1 << 15))  # below every key: masked lanes, no top2 yet
+            nothing = const(0)
 
-        a_slot = cgutils.alloca_once(builder, vf)
-        b_slot = cgutils.alloca_once(builder, vf)
+            def gt(x, y):
+                return builder.icmp_signed(">", x, y)
+
+            def lt(x, y):
+                return builder.icmp_signed("<", x, y)
+
+            def eq(x, y):
+                return builder.icmp_signed("==", x, y)
+
+            def vload(j):
+                """(key, magnitude) of the float16 bits at column j."""
+                ptr = builder.bitcast(builder.gep(base, [j]), vx.as_pointer())
+                h = builder.load(ptr, align=2)
+                sign = builder.ashr(h, const(15))  # 0 or -1
+                mag = builder.and_(h, const(0x7FFF))
+                return builder.sub(builder.xor(mag, sign), sign), mag
+
+            def fold_check(c, t):
+                return builder.select(builder.icmp_signed(">", c, t), c, t)
+
+            def to_float(key):
+                neg = builder.icmp_signed("<", key, ir.Constant(elem, 0))
+                bits = builder.select(neg, builder.or_(builder.neg(key),
+                                                       ir.Constant(elem, 0x8000)), key)
+                return builder.fpext(builder.bitcast(bits, ir.HalfType()), fty)
+
+            def check_value(c):
+                bad = builder.icmp_signed(">=", c, ir.Constant(elem, 0x7C00))
+                return builder.select(bad, ir.Constant(fty, float("nan")), ir.Constant(fty, 0))
+        else:
+            lowest = const(float("-inf"))
+            nothing = const(0.0)
+
+            def gt(x, y):
+                return builder.fcmp_ordered(">", x, y)
+
+            def lt(x, y):
+                return builder.fcmp_ordered("<", x, y)
+
+            def eq(x, y):
+                return builder.fcmp_ordered("==", x, y)
+
+            def vload(j):
+                """(values, v - v: 0 for finite v, NaN for NaN/Inf) at column j."""
+                ptr = builder.bitcast(builder.gep(base, [j]), vx.as_pointer())
+                v = builder.load(ptr, align=P_t.dtype.bitwidth // 8)
+                return v, builder.fsub(v, v)
+
+            def fold_check(c, t):
+                return builder.fadd(c, t)
+
+            def to_float(v):
+                return v
+
+            def check_value(c):
+                return c
+
+        def splat(x):
+            one = builder.insert_element(ir.Constant(vi, None), x, ir.Constant(ir.IntType(32), 0))
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), width), None)
+            return builder.shuffle_vector(one, one, zeros)
+
+        def column(j):
+            return builder.trunc(j, ity) if ity.width < intp.width else j
+
+        a_slot = cgutils.alloca_once(builder, vx)
+        b_slot = cgutils.alloca_once(builder, vx)
         k_slot = cgutils.alloca_once(builder, vi)
-        c_slot = cgutils.alloca_once(builder, vf)
-        neg_inf = ir.Constant(vf, [float("-inf")] * width)
+        c_slot = cgutils.alloca_once(builder, vx)
         iota = ir.Constant(vi, list(range(width)))
-        v0 = vload(ir.Constant(intp, 0))
+        v0, t0 = vload(ir.Constant(intp, 0))
         builder.store(v0, a_slot)
-        builder.store(neg_inf, b_slot)
+        builder.store(lowest, b_slot)
         builder.store(iota, k_slot)
-        builder.store(builder.fsub(v0, v0), c_slot)
+        builder.store(t0, c_slot)
 
-        def update(v, jv, nan_check):
+        def update(v, jv, t):
             """Fold the vector ``v`` of columns ``jv`` into the lanes' (top1, top2, argmax)."""
             a = builder.load(a_slot)
             b = builder.load(b_slot)
-            gt = builder.fcmp_ordered(">", v, a)
-            lo = builder.select(builder.fcmp_ordered("<", a, v), a, v)  # min(a, v)
-            builder.store(builder.select(builder.fcmp_ordered(">", b, lo), b, lo), b_slot)
-            builder.store(builder.select(gt, jv, builder.load(k_slot)), k_slot)
-            builder.store(builder.select(gt, v, a), a_slot)
-            builder.store(builder.fadd(builder.load(c_slot), nan_check), c_slot)
+            up = gt(v, a)
+            lo = builder.select(lt(a, v), a, v)  # min(a, v)
+            builder.store(builder.select(gt(b, lo), b, lo), b_slot)
+            builder.store(builder.select(up, jv, builder.load(k_slot)), k_slot)
+            builder.store(builder.select(up, v, a), a_slot)
+            builder.store(fold_check(builder.load(c_slot), t), c_slot)
 
         w = ir.Constant(intp, width)
         n_blocks = builder.sdiv(C, w)
         one = ir.Constant(intp, 1)
         with cgutils.for_range_slice(builder, one, n_blocks, one) as (blk, _):
             j = builder.mul(blk, w)
-            v = vload(j)
-            update(v, builder.add(splat(builder.trunc(j, ity) if ity.width < intp.width
-                                        else j, vi), iota), builder.fsub(v, v))
+            v, t = vload(j)
+            update(v, builder.add(splat(column(j)), iota), t)
         # the columns after the last whole vector: one vector ending at column C, the lanes
-        # that would scan a column again set to -inf and left out of the NaN check
-        scanned = builder.mul(n_blocks, w)
-        rem = builder.sub(C, scanned)
+        # that would scan a column again masked out (lowest value, nothing to check)
+        rem = builder.sub(C, builder.mul(n_blocks, w))
         with builder.if_then(builder.icmp_signed(">", rem, ir.Constant(intp, 0)), likely=True):
             start = builder.sub(C, w)
-            v = vload(start)
-            skip = builder.sub(w, rem)  # lanes below this one were scanned already
-            if ity.width < intp.width:
-                start, skip = builder.trunc(start, ity), builder.trunc(skip, ity)
-            fresh = builder.icmp_signed(">=", iota, splat(skip, vi))
-            zero = ir.Constant(vf, [0.0] * width)
-            update(builder.select(fresh, v, neg_inf), builder.add(splat(start, vi), iota),
-                   builder.select(fresh, builder.fsub(v, v), zero))
+            v, t = vload(start)
+            fresh = builder.icmp_signed(">=", iota, splat(column(builder.sub(w, rem))))
+            update(builder.select(fresh, v, lowest), builder.add(splat(column(start)), iota),
+                   builder.select(fresh, t, nothing))
 
         # merge lane l with lane l + h, halving h: top1 = max (lower index on ties),
         # top2 = max(b1, b2, min(a1, a2))
@@ -188,22 +245,21 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, out_t):
             k1, k2 = halves(k)
             c1, c2 = halves(c)
             take2 = builder.or_(
-                builder.fcmp_ordered(">", a2, a1),
-                builder.and_(builder.fcmp_ordered("==", a2, a1), builder.icmp_signed("<", k2, k1)),
+                gt(a2, a1), builder.and_(eq(a2, a1), builder.icmp_signed("<", k2, k1))
             )
-            mn = builder.select(builder.fcmp_ordered("<", a1, a2), a1, a2)
-            bb = builder.select(builder.fcmp_ordered(">", b1, b2), b1, b2)
-            b = builder.select(builder.fcmp_ordered(">", bb, mn), bb, mn)
+            mn = builder.select(lt(a1, a2), a1, a2)
+            bb = builder.select(gt(b1, b2), b1, b2)
+            b = builder.select(gt(bb, mn), bb, mn)
             a = builder.select(take2, a2, a1)
             k = builder.select(take2, k2, k1)
-            c = builder.fadd(c1, c2)
+            c = fold_check(c1, c2)
             h //= 2
         lane0 = ir.Constant(ir.IntType(32), 0)
         values = (
-            builder.extract_element(a, lane0),
-            builder.extract_element(b, lane0),
+            to_float(builder.extract_element(a, lane0)),
+            to_float(builder.extract_element(b, lane0)),
             builder.sitofp(builder.extract_element(k, lane0), fty),
-            builder.extract_element(c, lane0),
+            check_value(builder.extract_element(c, lane0)),
         )
         for q, val in enumerate(values):
             builder.store(val, builder.gep(Oa.data, [ir.Constant(intp, q)]))

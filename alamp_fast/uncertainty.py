@@ -41,8 +41,9 @@ _MAX_SIMD_COLS = 1 << 24
 def _row_top2(P, i, simd_bytes, scratch):
     """(top1, top2, first argmax, chk) of row i; chk != 0 iff the row holds NaN/Inf.
 
-    ``P`` holds float32/float64 rows, or the uint16 bits of float16 rows (widened to float32
-    as they are read, F16C); ``scratch`` has the dtype the values are compared in.
+    ``P`` holds float32/float64 rows, or the uint16 bits of float16 rows (compared as integer
+    keys in the vector lanes, widened to float32 in the scalar scan, F16C); ``scratch`` has
+    the dtype of the results.
     ``simd_bytes`` (from :func:`_simd_bytes`) picks the widest vector the row fills.
     """
     C = P.shape[1]
@@ -87,7 +88,9 @@ def _simd_bytes(C, itemsize):
     if C >= _MAX_SIMD_COLS:
         return 0
     for nbytes in (64, 32, 16):
-        if C >= nbytes // itemsize:
+        # at most 16 lanes (float16 keys: 32 bytes), so the lanes merge in as few steps as
+        # float32's (32 lanes of float16 keys were slower at 10-100 columns)
+        if C >= nbytes // itemsize and nbytes // itemsize <= 16:
             return nbytes
     return 0
 
@@ -96,10 +99,11 @@ def _simd_bytes(C, itemsize):
 def _top2_kernel(P, margin_out, top_out, top1_out, bad_rows):
     """Per row: (top1 - top2, first argmax, and top1 if ``top1_out`` has room); flags rows
     holding NaN/Inf in ``bad_rows``. ``P`` is float32/float64, or float16 as its uint16 bits
-    (F16C hosts only: converted in the vector loads, one read of the half-size input); the
-    values are compared in ``margin_out``'s dtype."""
+    (F16C hosts only): compared as integers in the vector lanes, widened to ``margin_out``'s
+    float32 for the scalar scan of short rows and for the results (top1 of a zero maximum
+    comes back as +0.0 from the lanes)."""
     n = P.shape[0]
-    simd_bytes = _simd_bytes(P.shape[1], margin_out.itemsize)
+    simd_bytes = _simd_bytes(P.shape[1], P.itemsize)
     n_chunks = min(n, _N_ROW_CHUNKS)
     size = (n + n_chunks - 1) // max(n_chunks, 1)
     for ch in prange(n_chunks):
