@@ -7,7 +7,9 @@ Caltech-101 size (the train split's MobileNet features, 200 labeled, b = 200), i
   labeled rows folded in; the state of the earlier query is prepared outside the timing);
 * ``floor``: one float32 GEMM of the pool against the labeled rows plus b GEMVs ``X @ c``;
 
-each measured idle and with a spinning process on one core. Then the first nearest-labeled
+each measured idle, with a spinning process on one core, and with both sides on one thread
+(``one_thread``: BLAS and numba limited to one thread; the work ratio, which a loaded
+machine's scheduling does not distort). Then the first nearest-labeled
 search at ``--big-n`` x 512 against a lone float32 GEMM of the same size. The cases of a
 figure alternate (floor, query, later query, floor, ...), so a change of the machine's load
 hits both sides of a ratio alike; ratios are of medians (and of minima). Every figure
@@ -21,11 +23,13 @@ an idle 2-core machine::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 from _harness import Run, busy_core, load_average
 
@@ -121,8 +125,8 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
     earlier()
     assert np.array_equal(later(), af.kcenter_greedy(X, lab2, b))
     out = {}
-    for cond in ("idle", "other_core_busy"):
-        ctx = busy_core() if cond == "other_core_busy" else _null()
+    for cond in ("idle", "other_core_busy", "one_thread"):
+        ctx = {"idle": _null, "other_core_busy": busy_core, "one_thread": one_thread}[cond]()
         with ctx as busy_load:
             row = {"load_average_during": busy_load or load_average()}
             foreign = ForeignCpu()
@@ -135,7 +139,9 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
             )
             # the spinning process is "foreign" too: subtract the core it holds
             fc = foreign.cores()
-            row["foreign_cpu"] = None if fc is None else max(0.0, fc - (cond != "idle"))
+            row["foreign_cpu"] = (
+                None if fc is None else round(max(0.0, fc - (cond == "other_core_busy")), 2)
+            )
             for k in ("query", "query_with_state"):
                 row[k]["ratio_to_floor"] = row[k]["min_s"] / row["floor"]["min_s"]
                 row[k]["median_ratio_to_floor"] = row[k]["median_s"] / row["floor"]["median_s"]
@@ -158,6 +164,21 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Both sides on one thread (BLAS and numba): their work, whatever the other processes
+    do to a multi-threaded run's scheduling (a figure that stays comparable under load)."""
+    from threadpoolctl import threadpool_limits
+
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            yield None
+    finally:
+        numba.set_num_threads(saved)
+
+
 class _null:
     def __enter__(self):
         return None
@@ -167,39 +188,38 @@ class _null:
 
 
 def big_search(n: int, d: int, n_lab: int, repeats: int) -> dict:
+    """The search against a lone GEMM, both on all threads, then both on one thread."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal((n, d), dtype=np.float32)
     L = X[rng.choice(n, n_lab, replace=False)]
     Lt = np.ascontiguousarray(L.T)
-    load = load_average()
-    foreign = ForeignCpu()
-    t = alternate(
-        {"lone_gemm": lambda: X @ Lt, "nearest_labeled_search": lambda: _nearest_d2(X, L)}, repeats
-    )
-    gemm, search = t["lone_gemm"], t["nearest_labeled_search"]
-    out = {
-        "sizes": {"n": n, "d": d, "labeled": n_lab, "dtype": "float32"},
-        "load_average_during": load,
-        "foreign_cpu": foreign.cores(),
-        "lone_gemm": gemm,
-        "nearest_labeled_search": search,
-        "ratio_to_gemm": search["min_s"] / gemm["min_s"],
-        "median_ratio_to_gemm": search["median_s"] / gemm["median_s"],
-    }
-    print(
-        "first search",
-        n,
-        "x",
-        d,
-        round(search["median_s"], 3),
-        "s, gemm",
-        round(gemm["median_s"], 3),
-        "s, median ratio",
-        round(out["median_ratio_to_gemm"], 2),
-        "other processes:",
-        out["foreign_cpu"],
-        "cores",
-    )
+    out = {"sizes": {"n": n, "d": d, "labeled": n_lab, "dtype": "float32"}}
+    for cond, ctx in (("all_threads", _null), ("one_thread", one_thread)):
+        with ctx():
+            load = load_average()
+            foreign = ForeignCpu()
+            t = alternate(
+                {"lone_gemm": lambda: X @ Lt, "nearest_labeled_search": lambda: _nearest_d2(X, L)},
+                repeats,
+            )
+            gemm, search = t["lone_gemm"], t["nearest_labeled_search"]
+            row = {
+                "load_average_during": load,
+                "foreign_cpu": foreign.cores(),
+                "lone_gemm": gemm,
+                "nearest_labeled_search": search,
+                "ratio_to_gemm": search["min_s"] / gemm["min_s"],
+                "median_ratio_to_gemm": search["median_s"] / gemm["median_s"],
+            }
+        print(
+            f"first search {n} x {d}, {cond}: {search['median_s']:.3f} s, gemm "
+            f"{gemm['median_s']:.3f} s, median ratio {row['median_ratio_to_gemm']:.2f}; "
+            f"other processes: {row['foreign_cpu']} cores"
+        )
+        if cond == "all_threads":
+            out.update(row)  # the headline figure, at the top level as before
+        else:
+            out[cond] = row
     return out
 
 
