@@ -26,6 +26,7 @@ Every figure carries a caption saying what the lines and bands are.
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 import os
 import platform
@@ -68,12 +69,13 @@ def versions() -> dict:
     out = {"python": platform.python_version()}
     for mod in ("alamp_fast", "numpy", "scipy", "sklearn", "numba", "matplotlib"):
         module = sys.modules.get(mod)
-        if module is None:
-            try:
-                module = __import__(mod)
-            except ImportError:
-                continue
-        out[mod] = getattr(module, "__version__", "unknown")
+        if module is not None:
+            out[mod] = getattr(module, "__version__", "unknown")
+            continue
+        try:  # not imported: the installed version, without importing it (matplotlib: 0.3 s)
+            out[mod] = importlib.metadata.version("scikit-learn" if mod == "sklearn" else mod)
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return out
 
 
