@@ -47,7 +47,7 @@ except PackageNotFoundError:  # a source tree on sys.path, not installed
 def __getattr__(name):
     # the AL protocol imports scikit-learn: loaded on first use, not with the kernels
     if name == "simulate":
-        from alamp_fast.protocol import simulate
+        from alamp_fast.al.protocol import simulate
 
         return simulate
     raise AttributeError(f"module 'alamp_fast' has no attribute {name!r}")

@@ -7,7 +7,7 @@ the version is picked by ``PYTHONPATH``, checked by the child from ``alamp_fast.
     (10) classes, budget ``--budget`` (500): ``Project.init``, the random first
     round, then ``--rounds`` strategy rounds with the true labels fed back through
     ``Project.label``. Per round: ``select`` time and the classifier's pool-scoring work,
-    counted by wrapping the classifier that ``alamp_fast.protocol.make_classifier`` returns
+    counted by wrapping the classifier that ``alamp_fast.al.protocol.make_classifier`` returns
     (outermost calls of ``predict_proba`` / ``decision_function`` / ``predict_top2_margin`` /
     ``_proba_chunks`` on more rows than are labeled; ``passes`` = rows scored / pool rows).
 (b) big pool, ``--big-rows`` (1e6) x ``--big-dim`` (512) float32 ``.npy``, ``--big-classes``
@@ -62,6 +62,17 @@ def _check_version(root: str) -> None:
         raise SystemExit(f"child imported alamp_fast from {got}, expected {root}")
 
 
+def _al_module(name: str):
+    """``alamp_fast.al.<name>``, or the flat ``alamp_fast.<name>`` of a version before the AL room
+    (the baseline commit this benchmark compares with)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"alamp_fast.al.{name}")
+    except ModuleNotFoundError:
+        return importlib.import_module(f"alamp_fast.{name}")
+
+
 class _Counter:
     """Counts the pool-scoring work of every classifier ``make_classifier`` returns."""
 
@@ -73,7 +84,7 @@ class _Counter:
         self.min_rows = 0  # calls on more rows than this count (set to the labeled count)
 
     def install(self) -> None:
-        import alamp_fast.protocol as protocol
+        protocol = _al_module("protocol")
 
         make = protocol.make_classifier
         counter = self
@@ -182,7 +193,7 @@ def child_select(spec: dict) -> dict:
         # the classifier's modules (scikit-learn) imported before the clock starts, as in
         # child_reference: the ratio then compares the round's work, not import time
         t = time.perf_counter()
-        import alamp_fast.protocol  # noqa: F401
+        _al_module("protocol")
 
         out["preimport_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
@@ -207,9 +218,10 @@ def child_reference(spec: dict) -> dict:
     _check_version(spec["root"])
     import warnings
 
-    from alamp_fast.protocol import make_classifier
-    from alamp_fast.strategies import get_strategy
     from alamp_fast.workflow import Project
+
+    make_classifier = _al_module("protocol").make_classifier
+    get_strategy = _al_module("strategies").get_strategy
 
     p = Project.open(spec["project"])
     y = p.labels_array()
@@ -245,7 +257,7 @@ def child_reference(spec: dict) -> dict:
 
 def child_simulate(spec: dict) -> dict:
     _check_version(spec["root"])
-    from alamp_fast.protocol import simulate
+    simulate = _al_module("protocol").simulate
 
     X = np.load(spec["pool"])
     y = np.load(spec["labels"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import assert_exact
 
+from alamp_fast.al.strategies import Strategy
 from alamp_fast.cli import finetune as cli_finetune
 from alamp_fast.finetune import data as ft_data
 from alamp_fast.finetune import pretrain
@@ -32,7 +33,6 @@ from alamp_fast.finetune.train import (
     predict,
     threshold_probs,
 )
-from alamp_fast.strategies import Strategy
 
 
 @pytest.fixture(autouse=True)
@@ -393,7 +393,7 @@ def test_simulate_ft_end_to_end(rng, tmp_path):
     again = simulate_ft(X[:51], y[:51], X[51:], y[51:], strategies=["badge", "coreset"], **kw)
     for name in ("badge", "coreset"):
         assert_exact(again.records[name][0].order, res.records[name][0].order, name)
-    from alamp_fast.report import write_results
+    from alamp_fast.al.report import write_results
 
     paths = write_results(res, tmp_path, plots=False)
     doc = json.loads(paths["json"].read_text())

@@ -578,7 +578,7 @@ def test_bfloat16_tensors_are_widened_before_cupy_from_dlpack():
 
     import torch
 
-    from alamp_fast._dispatch import torch_cuda_to_cupy
+    from alamp_fast._backend import torch_cuda_to_cupy
 
     handed = []
     fake = types.SimpleNamespace(from_dlpack=lambda t: handed.append(t) or t)

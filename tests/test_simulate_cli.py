@@ -223,7 +223,7 @@ def test_progress_on_a_terminal_and_quiet_when_piped(tmp_path, monkeypatch, caps
 
 
 def test_diversification_figure_and_captions(tmp_path):
-    from alamp_fast import report
+    from alamp_fast.al import report
 
     rc = main(["simulate", *TINY, "--strategies", "random,margin,margin-div", "--out",
                str(tmp_path)])

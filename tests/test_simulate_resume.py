@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from alamp_fast.al.loop import Checkpoint
+from alamp_fast.al.protocol import simulate
 from alamp_fast.cli import main
-from alamp_fast.protocol import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def test_resume_refuses_another_configuration(tmp_path, capsys):
     assert main([*base, "--resume"]) == 2
     assert "no interrupted run to continue" in capsys.readouterr().err
     # a checkpoint of another configuration (seed 1) is left behind
-    from alamp_fast.datasets import load_digits
+    from alamp_fast.al.datasets import load_digits
 
     simulate(load_digits(), strategies=["random", "margin"], init=20, step=10, iterations=1,
              runs=1, seed=1, checkpoint=out / "checkpoint")
@@ -117,7 +117,7 @@ def test_resume_refuses_another_configuration(tmp_path, capsys):
 
 
 def test_api_checkpoint_skips_finished_runs(tmp_path):
-    from alamp_fast.datasets import load_digits
+    from alamp_fast.al.datasets import load_digits
 
     ds = load_digits()
     kw = dict(strategies=["random", "margin", "alamp"], init=20, step=10, iterations=2, runs=2,

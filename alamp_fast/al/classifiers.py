@@ -40,7 +40,7 @@ import warnings
 
 import numpy as np
 
-from alamp_fast._dispatch import array_library
+from alamp_fast._backend import array_library
 
 __all__ = [
     "CLASSIFIERS",

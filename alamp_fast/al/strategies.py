@@ -83,7 +83,7 @@ from typing import Any
 import numpy as np
 
 import alamp_fast as af
-from alamp_fast._dispatch import array_library
+from alamp_fast._backend import array_library
 from alamp_fast._validate import is_int as _is_int
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The fine-tuning (FT) scheme in the AL protocol: a ResNet-18 fine-tuned at every iteration.
 
-The SVM scheme (:func:`alamp_fast.protocol.simulate`) trains a shallow classifier on fixed
+The SVM scheme (:func:`alamp_fast.al.protocol.simulate`) trains a shallow classifier on fixed
 features. Here the network itself is trained: at every iteration a fresh ResNet-18 starts from
 the source weights (all layers but ``fc``; random initialisation without weights), is
 fine-tuned on the labeled images (:mod:`alamp_fast.finetune.train`, the paper's settings), and
@@ -8,9 +8,9 @@ one forward pass over the pool gives both the class probabilities the strategies
 penultimate features that ``coreset`` and ``badge`` use: the *current* model's features, not
 fixed ones.
 
-:func:`simulate_ft` runs the protocol of :func:`~alamp_fast.protocol.simulate` (same initial
+:func:`simulate_ft` runs the protocol of :func:`~alamp_fast.al.protocol.simulate` (same initial
 batches for every strategy, same seeds, same per-iteration records) and returns the same
-:class:`~alamp_fast.protocol.SimulationResult`, so :func:`alamp_fast.report.write_results`
+:class:`~alamp_fast.al.protocol.SimulationResult`, so :func:`alamp_fast.al.report.write_results`
 and the plots work unchanged. On imbalanced pools the FT counterpart of the cost-sensitive
 SVM is *thresholding*: probabilities divided by the labeled class priors, for the test
 predictions and for the acquisition alike.
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from alamp_fast.al.imbalance import IMBALANCED_IR
 from alamp_fast.al.loop import (
     PoolView,
     open_checkpoint,
@@ -30,9 +31,7 @@ from alamp_fast.al.loop import (
     warm_up,
 )
 from alamp_fast.al.results import SimulationResult, fit_seed, strategy_seed
-from alamp_fast.badge import badge
-from alamp_fast.imbalance import IMBALANCED_IR
-from alamp_fast.strategies import (
+from alamp_fast.al.strategies import (
     Strategy,
     _as_probs,
     _is_int,
@@ -41,6 +40,7 @@ from alamp_fast.strategies import (
     canonical_name,
     get_strategy,
 )
+from alamp_fast.badge import badge
 
 try:  # scikit-learn is a dependency; the guard mirrors protocol.py
     from sklearn.base import BaseEstimator, ClassifierMixin
@@ -64,7 +64,7 @@ class BadgeSampling(Strategy):
 
     Needs the pool's probabilities and the current model's penultimate features
     (``features``); see :func:`alamp_fast.badge`. Draws are a function of ``(seed,
-    iteration)``, like :class:`~alamp_fast.strategies.RandomSampling`.
+    iteration)``, like :class:`~alamp_fast.al.strategies.RandomSampling`.
 
     Examples
     --------
@@ -104,7 +104,7 @@ class BadgeSampling(Strategy):
 
 
 def make_ft_strategy(name: str, *, seed: int | None = None, **kwargs) -> Strategy:
-    """A fresh strategy by name: ``badge`` or any name of :func:`~alamp_fast.strategies.get_strategy`.
+    """A fresh strategy by name: ``badge`` or any name of :func:`~alamp_fast.al.strategies.get_strategy`.
 
     Examples
     --------
@@ -281,7 +281,7 @@ def simulate_ft(
     X_test, y_test : the evaluation split (labels must be classes of the pool).
     strategies : sequence of str or Strategy
         :data:`FT_STRATEGIES` by default; any name of
-        :data:`alamp_fast.strategies.STRATEGIES`, ``badge``, or strategy objects.
+        :data:`alamp_fast.al.strategies.STRATEGIES`, ``badge``, or strategy objects.
     weights : mapping, path or None
         Source model (torchvision-style ResNet-18 state dict); every iteration fine-tunes a
         fresh copy, ``fc`` newly initialised for the pool's classes. None: from scratch.
@@ -291,9 +291,9 @@ def simulate_ft(
     small_input, width : optional
         Network variant (see :class:`FineTuneClassifier`).
     init, step, iterations, runs, seed, targets, imbalance, strategy_kwargs, progress
-        As in :func:`alamp_fast.protocol.simulate`.
+        As in :func:`alamp_fast.al.protocol.simulate`.
     checkpoint, resume
-        As in :func:`alamp_fast.protocol.simulate`: every finished (strategy, run) is saved
+        As in :func:`alamp_fast.al.protocol.simulate`: every finished (strategy, run) is saved
         there, and an interrupted call resumes from them.
     threshold : bool, optional
         Thresholding by the labeled class priors; None: on for imbalanced pools (``imbalance``

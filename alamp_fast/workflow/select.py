@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alamp_fast._dispatch import array_library
+from alamp_fast._backend import array_library
 from alamp_fast.workflow import pool as _pool
 from alamp_fast.workflow.cluster import _retry_on_cluster
 from alamp_fast.workflow.errors import CLI_MESSAGES, OptionError, _check_positive_int, _opt
