@@ -142,14 +142,28 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(out)
 
 
+# top-level modules drawn as one room: the CPU kernels and the helpers only they use
+KERNEL_ROOM = "kernels"
+KERNEL_MODULES = {
+    "uncertainty", "alamp", "selection", "coreset", "coreset_faiss", "badge", "_simd", "_parallel",
+}
+
+
+def is_shim(path: Path) -> bool:
+    """A deprecation alias: a module that replaces itself in ``sys.modules`` by its new home."""
+    return "sys.modules[__name__] =" in path.read_text(encoding="utf-8")
+
+
 def room_of(module: str) -> str:
-    """``alamp_fast.svm._cv`` -> ``svm/``; ``alamp_fast.coreset`` -> ``coreset``."""
+    """``alamp_fast.svm._cv`` -> ``svm/``; ``alamp_fast.coreset`` -> ``kernels``."""
     parts = module.split(".")
     if len(parts) == 1:
         return "__init__"
     files = module_files()
     if len(parts) >= 2 and files.get(".".join(parts[:2]), Path()).name == "__init__.py":
         return parts[1] + "/"
+    if parts[1] in KERNEL_MODULES:
+        return KERNEL_ROOM
     return parts[1]
 
 
@@ -161,14 +175,17 @@ def first_line(path: Path) -> str:
 def rooms_block(root: Path = ROOT) -> str:
     graph = import_graph(root)
     files = module_files(root)
+    shims = sorted(m for m, p in files.items() if is_shim(p))
     edges: dict[str, set[str]] = defaultdict(set)
     rooms: dict[str, list[str]] = defaultdict(list)
     for mod, deps in graph.items():
+        if mod in shims or mod.endswith("__main__"):
+            continue
         a = room_of(mod)
         rooms[a].append(mod)
         for d in deps:
             b = room_of(d)
-            if a != b and b != "__init__":
+            if a != b and b != "__init__" and d not in shims:
                 edges[a].add(b)
 
     def node_id(room: str) -> str:
@@ -191,10 +208,12 @@ def rooms_block(root: Path = ROOT) -> str:
     lines.append("|---|---:|---|")
     for room in sorted(rooms):
         mods = rooms[room]
-        head = (
-            f"{PACKAGE}.{room.rstrip('/')}" if room != "__init__" else PACKAGE
-        )
-        doc = first_line(files[head]) if head in files else ""
+        if room == KERNEL_ROOM:
+            names = ", ".join(f"`{m.rpartition('.')[2]}`" for m in sorted(mods))
+            doc = f"the CPU kernels (numba) and their helpers: {names}"
+        else:
+            head = f"{PACKAGE}.{room.rstrip('/')}" if room != "__init__" else PACKAGE
+            doc = first_line(files[head]) if head in files else ""
         lines.append(f"| `{room}` | {len(mods)} | {doc.replace('|', '/')} |")
     cycles = find_cycles(graph)
     lines.append("")
@@ -202,6 +221,12 @@ def rooms_block(root: Path = ROOT) -> str:
         lines.append("Import circles today: " + "; ".join(" <-> ".join(c) for c in cycles) + ".")
     else:
         lines.append("The import graph has no circle (checked by `tests/test_architecture.py`).")
+    if shims:
+        lines.append("")
+        lines.append(
+            "Deprecated paths (each warns and is the same module as its new home; left out of the"
+            " picture): " + ", ".join(f"`{m}`" for m in shims) + "."
+        )
     return "\n".join(lines)
 
 
