@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -22,6 +23,17 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+# The test folders mirror the package's rooms (tests/kernels, tests/cuda, tests/al, ...; see
+# tests/README.md) and hold no __init__.py: each test module imports by its file name, so file
+# names stay unique across folders. The helpers shared by every folder live here in tests/ and
+# import as top-level modules: `from conftest import assert_exact`, `import reference`,
+# `from faults.helpers import ...`. Put tests/ on sys.path so those imports work from any
+# folder under any --import-mode (the default "prepend" mode adds it too, when it loads this
+# file).
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,8 +56,8 @@ def _real_gpu_present() -> bool:
         return False
 
 
-# No GPU (CI): the CuPy backend and tests/test_gpu.py run on alamp_fast's CUDA emulator, the same
-# test bodies. ALAMP_FAST_CUDA set by the caller wins (e.g. ALAMP_FAST_CUDA=device on a GPU
+# No GPU (CI): the CuPy backend and tests/cuda/test_gpu.py run on alamp_fast's CUDA emulator, the
+# same test bodies. ALAMP_FAST_CUDA set by the caller wins (e.g. ALAMP_FAST_CUDA=device on a GPU
 # machine, or to test the skips). Must happen before anything imports alamp_fast or cupy.
 if "ALAMP_FAST_CUDA" not in os.environ and not _real_gpu_present():
     os.environ["ALAMP_FAST_CUDA"] = "emulate"
@@ -202,10 +214,21 @@ def backend(request) -> Backend:
     return Backend(request.param)
 
 
+def _seed_key(nodeid: str) -> str:
+    """The test's id without its folder under tests/: ``tests/<file>::<test>[<params>]``.
+
+    The ids as they read while every test file sat flat in tests/, so moving a test file
+    between the room folders keeps each test's data.
+    """
+    path, sep, rest = nodeid.partition("::")
+    return f"tests/{Path(path).name}{sep}{rest}" if path.startswith("tests/") else nodeid
+
+
 @pytest.fixture
 def rng(request) -> np.random.Generator:
-    """A generator seeded from the test's id: fresh data per test, reproducible per test."""
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+    """A generator seeded from the test's id (file name, test name and parameters, not the
+    folder; ``_seed_key``): fresh data per test, reproducible per test."""
+    return np.random.default_rng(zlib.crc32(_seed_key(request.node.nodeid).encode()))
 
 
 # ---------------------------------------------------------------------------------------------

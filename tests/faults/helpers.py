@@ -1,6 +1,6 @@
 """Helpers of the fault-injection suite (projects, a real CLI process, one-line errors) and of
-the Dask suites (``tests/test_scheduler.py``, ``tests/faults/test_dask_faults.py``): their pool
-and their local cluster."""
+the Dask suites (``tests/distributed/test_scheduler.py``, ``tests/faults/test_dask_faults.py``):
+their pool and their local cluster."""
 
 from __future__ import annotations
 

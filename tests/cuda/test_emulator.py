@@ -2,7 +2,7 @@
 planted bugs it must catch, naming kernel, block and thread.
 
 The kernels here are small CUDA C++ sources compiled by the emulator (g++, cached); the package's
-own kernels run on it through tests/test_gpu.py and the cupy backend of the kernel tests.
+own kernels run on it through tests/cuda/test_gpu.py and the cupy backend of the kernel tests.
 """
 
 from __future__ import annotations
@@ -893,7 +893,7 @@ def test_without_a_gpu_the_cupy_backend_runs_on_the_emulator_not_skipped():
 
 
 def test_without_the_switch_and_without_cupy_device_cuda_still_raises_clearly():
-    # tests/test_dispatch.py's check of this skips while the suite runs on the emulator
+    # tests/kernels/test_dispatch.py's check of this skips while the suite runs on the emulator
     out = _run("""
         import importlib.util
         import numpy as np

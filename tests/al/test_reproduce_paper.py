@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("reproduce_paper",
                                                ROOT / "benchmarks" / "reproduce_paper.py")
 rp = importlib.util.module_from_spec(_spec)

@@ -129,7 +129,7 @@ def test_digits_default():
 
 def _data_dir() -> Path:
     env = os.environ.get("ALAMP_FAST_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def test_real_caltech101_background_dropped():

@@ -18,7 +18,7 @@ from alamp_fast.al.loop import Checkpoint
 from alamp_fast.al.protocol import simulate
 from alamp_fast.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A classifier slow enough (20 ms a fit) that a signal lands in the middle of the run.
 SLOW = '''

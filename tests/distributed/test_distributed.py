@@ -170,7 +170,7 @@ def in_fresh_interpreter(test):
         return test
 
     def run_in_child():
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]
         node = f"{Path(__file__).resolve()}::{test.__name__}"
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                "-o", "addopts=", "-W", "ignore::DeprecationWarning", node]

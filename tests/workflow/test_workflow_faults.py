@@ -65,10 +65,13 @@ def _forkserver():
     # preload of this module fails silently and every child imports pytest, sklearn, ... anew.
     from multiprocessing import forkserver
 
+    # PYTHONPATH: this folder (this module, test_workflow) and tests/ (conftest, reference).
     # PYTHONSAFEPATH: no current directory ahead of it, where a conftest.py of the repository
     # root would shadow tests/conftest.py (the package itself is installed)
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), saved["PYTHONPATH"]) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(HERE), str(HERE.parent), saved["PYTHONPATH"]) if p
+    )
     os.environ["PYTHONSAFEPATH"] = "1"
     try:
         forkserver.ensure_running()

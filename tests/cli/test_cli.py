@@ -19,7 +19,7 @@ import pytest
 import alamp_fast.cli as cli
 from alamp_fast.cli import bench as cli_bench
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_console_script_resolves_to_cli_main():

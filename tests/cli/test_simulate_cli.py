@@ -110,7 +110,7 @@ def test_bad_options_one_line_nonzero(tmp_path, capsys, argv, message):
 
 
 def test_subprocess_module_entry(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run(
         [sys.executable, "-m", "alamp_fast", "simulate", *TINY, "--strategies", "margin,alamp",
          "--out", str(tmp_path)],
@@ -172,7 +172,7 @@ def test_without_matplotlib_plots_are_skipped_with_one_line(tmp_path, capsys, mo
 
 
 def test_no_progress_output_when_piped(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run(
         [sys.executable, "-m", "alamp_fast", "simulate", "--init", "20", "--step", "10",
          "--iterations", "1", "--runs", "1", "--strategies", "margin", "--no-plots",

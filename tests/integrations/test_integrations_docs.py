@@ -21,7 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 from test_docs_examples import _normalise, python_examples
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 HOST_IMPORT = {  # adapter module -> what the host is imported as
     "modal": "modAL",
     "skactiveml": "skactiveml",

@@ -2,8 +2,8 @@
 crash the process.
 
 On some x86-64 CPUs, torch 2.13.0+cpu aborted ("double free or corruption", SIGABRT) in the
-backward pass of ``tests/test_finetune.py::test_lr_divided_by_10_after_plateau`` when the
-network's input was the permuted (channels-last strided) view of the NHWC images. The training
+backward pass of ``tests/finetune/test_finetune.py::test_lr_divided_by_10_after_plateau`` when
+the network's input was the permuted (channels-last strided) view of the NHWC images. The training
 here runs in a child process, with the exact shapes of that test, so that an abort is a failed
 test naming the signal instead of the end of the pytest run; the child also records the layout
 of every tensor the network received, which fails the test on any CPU if a strided view comes
