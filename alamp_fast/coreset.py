@@ -735,6 +735,11 @@ def kcenter_greedy(features, labeled, b, *, state=None):
     input is float64. Features whose squared magnitudes overflow float64 (above about
     1e150) raise ``ValueError``.
 
+    Threads: on pools of about 1e6 values and more, the passes over the pool (and the GEMM
+    blocks) run on ``numba.get_num_threads()`` Python threads with BLAS limited to one
+    thread meanwhile (process-wide, through threadpoolctl; restored on return), and the
+    greedy steps on numba's threads while that is faster than one thread.
+
     Examples
     --------
     >>> import numpy as np, alamp_fast as af
