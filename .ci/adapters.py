@@ -5,9 +5,9 @@ oldest release the extra of ``pyproject.toml`` admits, the current one, the rele
 the range where one fails; for modAL also the last scikit-learn before 1.8), this script makes a
 fresh virtual environment under ``--work`` (default ``alamp-adapters`` in the temporary folder),
 installs that host version (and whatever it needs that the base environment lacks) into it, and
-runs the adapter's tests (``tests/test_integrations_<host>.py``) and the examples of
-``docs/integrations.md`` for that host (``tests/test_integrations_docs.py``) against a snapshot
-of the repository's ``HEAD``. Pass/fail, test counts and the versions that were really imported
+runs the adapter's tests (``tests/integrations/test_integrations_<host>.py``) and the examples
+of ``docs/integrations.md`` for that host (``tests/integrations/test_integrations_docs.py``)
+against a snapshot of the repository's ``HEAD``. Pass/fail, test counts and the versions that were really imported
 go to ``benchmarks/results/adapters_matrix.json``, and its markdown table into
 ``docs/integrations.md`` (``--table`` prints it, ``--docs`` writes it). A version inside the
 range that fails makes the exit status 1.
@@ -51,8 +51,8 @@ class Entry:
     host: str  # module name under alamp_fast.integrations
     label: str  # "oldest", "current", ...
     requirements: tuple[str, ...]  # pip requirement strings installed over the base
-    # inside the range pyproject.toml's extra states (tests/test_integrations_docs.py checks
-    # that the extra admits these versions, and only these of the matrix)
+    # inside the range pyproject.toml's extra states (tests/integrations/test_integrations_docs.py
+    # checks that the extra admits these versions, and only these of the matrix)
     in_range: bool = True
 
 
@@ -195,7 +195,8 @@ def run_entry(entry: Entry, *, work: Path, src: Path, base_python: str, constrai
         row["versions"] = versions(python, (DIST[entry.host], *COMMON_DISTS))
         junit = work / f"{name}.xml"
         junit.unlink(missing_ok=True)
-        tests = [f"tests/test_integrations_{entry.host}.py", "tests/test_integrations_docs.py"]
+        tests = [f"tests/integrations/test_integrations_{entry.host}.py",
+                 "tests/integrations/test_integrations_docs.py"]
         cmd = [python, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "-q",
                "-k", entry.host, f"--junitxml={junit}", *tests]
         env = dict(os.environ, PYTHONPATH=str(src), PYTHONNOUSERSITE="1")

@@ -54,5 +54,6 @@ def __getattr__(name):
 
 
 # the public kernels come from the one list (alamp_fast._backend.KERNELS, which alamp_fast.cuda,
-# the dispatcher and the tests read too); tests/test_dispatch.py checks each is imported above
+# the dispatcher and the tests read too); tests/kernels/test_dispatch.py checks each is imported
+# above
 __all__ = [*_KERNELS, "KCenterState", "badge", "simulate", "__version__"]

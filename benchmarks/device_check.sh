@@ -8,7 +8,7 @@
 #   OUT=/tmp/out bash benchmarks/device_check.sh
 #
 # Steps: versions; the kernel cache warmed in parallel (alamp-fast cuda-warmup); a float32
-# subnormal / flush-to-zero probe; pytest tests/test_gpu.py -m gpu (no -x); the headline
+# subnormal / flush-to-zero probe; pytest tests/cuda/test_gpu.py -m gpu (no -x); the headline
 # benchmarks of docs/gpu.md (top-2 margin 1e7 x 100, alamp + alamp-div 1e7 / b = 2000, k-center
 # 1e6 x 512 / b = 1000, streamed 1e8 x 100 float16 margin); compute-sanitizer memcheck and
 # racecheck on small launches of every kernel.
@@ -137,7 +137,7 @@ if [[ -n "$PYTEST_K" ]]; then K_ARGS=(-k "$PYTEST_K"); fi
 PYTEST_MAX=$(( DEADLINE - FINISH_RESERVE - 150 - $(now) ))
 (( PYTEST_MAX > 300 )) && PYTEST_MAX=300
 run_step pytest_gpu 30 "$PYTEST_MAX" "$PY" "${PYTEST_BASE[@]}" "${XDIST[@]}" -m gpu \
-    --junitxml="$OUT/logs/pytest_gpu.xml" tests/test_gpu.py "${K_ARGS[@]}"
+    --junitxml="$OUT/logs/pytest_gpu.xml" tests/cuda/test_gpu.py "${K_ARGS[@]}"
 
 # 5. headline benchmarks; cases that cannot finish before the sanitizers' share are skipped
 SANITIZER_SHARE=80
@@ -159,9 +159,9 @@ elif ! command -v compute-sanitizer > /dev/null; then
     skip_step racecheck "compute-sanitizer not found"
 else
     run_step memcheck 20 50 compute-sanitizer --tool memcheck --error-exitcode 99 \
-        --target-processes all "$PY" "${PYTEST_BASE[@]}" -m gpu -x tests/test_gpu.py -k "$SAN_K"
+        --target-processes all "$PY" "${PYTEST_BASE[@]}" -m gpu -x tests/cuda/test_gpu.py -k "$SAN_K"
     run_step racecheck 20 50 compute-sanitizer --tool racecheck --error-exitcode 99 \
-        --target-processes all "$PY" "${PYTEST_BASE[@]}" -m gpu -x tests/test_gpu.py \
+        --target-processes all "$PY" "${PYTEST_BASE[@]}" -m gpu -x tests/cuda/test_gpu.py \
         -k "(test_top2_margin_equals_cpu and 33x3-float32) or (test_entropy_close_to_cpu and float64-block) or (test_kcenter_greedy_matches_cpu and 7-float32) or (test_integer_scores_beyond_2_53 and int32)"
 fi
 

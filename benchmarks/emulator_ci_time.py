@@ -1,5 +1,5 @@
-"""What the emulated GPU tests cost: tests/test_gpu.py, the cupy backend of the kernel tests and
-tests/test_emulator.py on the CUDA emulator, with a cold compile cache and again warm.
+"""What the emulated GPU tests cost: tests/cuda/test_gpu.py, the cupy backend of the kernel tests
+and tests/cuda/test_emulator.py on the CUDA emulator, with a cold compile cache and again warm.
 
     python benchmarks/emulator_ci_time.py [--out benchmarks/results/emulator_ci.json]
 
@@ -25,11 +25,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_TESTS = ["tests/test_uncertainty.py", "tests/test_alamp.py", "tests/test_selection.py",
-                "tests/test_coreset.py", "tests/test_badge.py"]
+                "tests/test_coreset.py", "tests/kernels/test_badge.py"]
 SUITES = {
-    "test_gpu": ["tests/test_gpu.py"],
+    "test_gpu": ["tests/cuda/test_gpu.py"],
     "cupy_backend": [*KERNEL_TESTS, "-k", "cupy"],
-    "test_emulator": ["tests/test_emulator.py"],
+    "test_emulator": ["tests/cuda/test_emulator.py"],
 }
 
 

@@ -2,7 +2,7 @@
 
 A leaf module (numpy only): the launchers build their name expressions with the helpers here,
 the loader (:mod:`alamp_fast.cuda._kernels`) compiles :func:`all_name_expressions` file by
-file, and ``tests/test_cuda_build.py`` checks the list against the ``ALAMP_FAST_INSTANTIATE``
+file, and ``tests/cuda/test_cuda_build.py`` checks the list against the ``ALAMP_FAST_INSTANTIATE``
 blocks of the ``.cu`` files that nvcc compiles.
 """
 

@@ -16,7 +16,7 @@ the stand-in CuPy's ``RawModule(code=..., name_expressions=...)`` instead.
 The same files compile with nvcc through ``CMakeLists.txt`` (sm_80 and sm_90) as a check; the
 ``ALAMP_FAST_INSTANTIATE`` blocks there list exactly the instantiations
 :func:`all_name_expressions` gives (one list, in :mod:`alamp_fast.cuda._instantiations`;
-``tests/test_cuda_build.py`` checks both lists agree).
+``tests/cuda/test_cuda_build.py`` checks both lists agree).
 """
 
 from __future__ import annotations

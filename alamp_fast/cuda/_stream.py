@@ -2,7 +2,7 @@
 
 Pure Python: the planning (:func:`plan_chunks`) and the pipeline (:func:`stream_rows`) only talk
 to a *device* object, so the logic is tested on the CPU with a fake device that defers every
-asynchronous operation until something waits for it (``tests/test_gpu.py``): a missing wait
+asynchronous operation until something waits for it (``tests/cuda/test_gpu.py``): a missing wait
 shows up there as wrong results. :class:`CupyDevice` is the real one.
 
 The pipeline, per chunk ``k`` using buffer ``j = k % n_buffers``::
