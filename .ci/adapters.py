@@ -7,10 +7,10 @@ fresh virtual environment under ``--work`` (default ``alamp-adapters`` in the te
 installs that host version (and whatever it needs that the base environment lacks) into it, and
 runs the adapter's tests (``tests/integrations/test_integrations_<host>.py``) and the examples
 of ``docs/integrations.md`` for that host (``tests/integrations/test_integrations_docs.py``)
-against a snapshot of the repository's ``HEAD``. Pass/fail, test counts and the versions that were really imported
-go to ``benchmarks/results/adapters_matrix.json``, and its markdown table into
-``docs/integrations.md`` (``--table`` prints it, ``--docs`` writes it). A version inside the
-range that fails makes the exit status 1.
+against a snapshot of the repository's ``HEAD``. Pass/fail, test counts and the versions that
+were really imported go to ``benchmarks/results/adapters_matrix.json``, and its markdown table
+into ``docs/integrations.md`` (``--table`` prints it, ``--docs`` writes it). A version inside
+the range that fails makes the exit status 1.
 
 Each environment is layered over the base environment (``--base``, default the running
 interpreter's, i.e. the project's ``.venv``): its own site-packages come first, then the base's,
