@@ -72,12 +72,12 @@ def _row_top2(P, i, simd_bytes, scratch):
         v = as_float(P[i, j])
         # v - v is 0 for finite v and NaN for NaN/Inf: a row flag without a branch
         chk += v - v
-        if v > a:
-            b = a
-            a = v
-            k = j
-        elif v > b:
-            b = v
+        # selects, not branches (random rows mispredict): the vector lanes' update
+        up = v > a
+        lo = a if a < v else v
+        b = b if b > lo else lo
+        k = j if up else k
+        a = v if up else a
     return a, b, k, chk
 
 
