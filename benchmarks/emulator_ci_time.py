@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-KERNEL_TESTS = ["tests/test_uncertainty.py", "tests/test_alamp.py", "tests/test_selection.py",
+KERNEL_TESTS = ["tests/kernels/test_uncertainty.py", "tests/kernels/test_alamp.py", "tests/kernels/test_selection.py",
                 "tests/test_coreset.py", "tests/kernels/test_badge.py"]
 SUITES = {
     "test_gpu": ["tests/cuda/test_gpu.py"],
