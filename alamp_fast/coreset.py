@@ -76,9 +76,10 @@ _SCREEN_MAX_NORM = 2.0**60
 _CENTRE_RATIO = 4.0
 # float64 magnitudes above this overflow the float64 squared distances
 _MAX_ABS64 = 1e150
-# steps timed with each build before the rest of a query runs with the faster one, in
-# segments of _SEGMENT_STEPS; the slower build is timed again (_RETIME_STEPS steps) when the
-# faster one slows down, and after _RECHECK_STEPS steps (then twice as many, ...)
+# steps timed with the parallel build (then _RETIME_STEPS with the serial one) before the
+# rest of a query runs with the faster one, in segments of _SEGMENT_STEPS; the slower build
+# is timed again (_RETIME_STEPS steps) when the faster one slows down, and after
+# _RECHECK_STEPS steps (then twice as many, ...)
 _PROBE_STEPS = 4
 _SEGMENT_STEPS = 16
 _RETIME_STEPS = 2
@@ -375,7 +376,7 @@ def _greedy(X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int) -> np.nd
         pos += k
 
     run("parallel", _PROBE_STEPS)
-    run("serial", _PROBE_STEPS)
+    run("serial", _RETIME_STEPS)  # (at idle each serial step costs about two parallel ones)
     recheck, since = _RECHECK_STEPS, 0
     while pos < b:
         cur = min(per_step, key=per_step.get)  # (ties: parallel, timed first)
