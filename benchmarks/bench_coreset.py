@@ -14,8 +14,8 @@ search at ``--big-n`` x 512 against a lone float32 GEMM of the same size. The ca
 figure alternate (floor, query, later query, floor, ...), so a change of the machine's load
 hits both sides of a ratio alike; ratios are of medians (and of minima). Every figure
 records the load average and the CPU time other processes took while it ran
-(``foreign_cpu``, cores). Writes ``benchmarks/results/coreset_cpu.json``; about a minute on
-an idle 2-core machine::
+(``foreign_cpu``, cores). Writes ``benchmarks/results/coreset_cpu.json``; under two minutes on
+an idle 2-core machine (2-3.5 minutes on a loaded one)::
 
     python benchmarks/bench_coreset.py [--data DIR] [--big-n 1000000] [--repeats 7]
 """
