@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_TESTS = ["tests/kernels/test_uncertainty.py", "tests/kernels/test_alamp.py", "tests/kernels/test_selection.py",
-                "tests/test_coreset.py", "tests/kernels/test_badge.py"]
+                "tests/kernels/test_coreset.py", "tests/kernels/test_badge.py"]
 SUITES = {
     "test_gpu": ["tests/cuda/test_gpu.py"],
     "cupy_backend": [*KERNEL_TESTS, "-k", "cupy"],
