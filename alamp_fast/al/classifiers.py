@@ -177,7 +177,11 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
         # every row then takes the large-GEMM path, whose value is the row's own.
         pad = -(-(1 << 22) // max(1, Z.shape[1] * self.coef32_.shape[1])) - n
         if n and pad > 0:
-            Z = np.concatenate([Z, np.broadcast_to(Z[-1:], (pad, Z.shape[1]))])
+            # filled in place: np.concatenate of a broadcast block took 4x the GEMM itself
+            padded = np.empty((n + pad, Z.shape[1]), dtype=Z.dtype)
+            padded[:n] = Z
+            padded[n:] = Z[-1]
+            Z = padded
         d = (Z @ self.coef32_)[:n]
         d += self.intercept32_
         return d[:, 0] if d.shape[1] == 1 else d
