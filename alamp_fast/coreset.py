@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -168,7 +169,9 @@ def _plan(n: int, max_rows: int, work: int) -> tuple[int, int]:
 def _run_blocks(n: int, rows: int, workers: int, fn) -> None:
     """``fn(lo, hi, scratch)`` for every row block ``[lo, hi)``; ``workers`` threads take
     blocks in turn (``scratch``: a dict private to the thread, for its buffers). With more
-    than one worker, BLAS is limited to one thread until all blocks are done."""
+    than one worker, BLAS is limited to one thread until all blocks are done, and the CPU
+    time the workers got per second of their wall time is added to this thread's
+    :data:`_share` (the greedy loop's hint that another process holds a core)."""
     starts = range(0, n, rows)
     if workers <= 1:
         scratch: dict = {}
@@ -178,19 +181,24 @@ def _run_blocks(n: int, rows: int, workers: int, fn) -> None:
     it = iter(starts)
     lock = threading.Lock()
     failed = []
+    got = []  # (cpu s, wall s) per worker
 
     def worker():
         scratch: dict = {}
-        while not failed:
-            with lock:
-                lo = next(it, None)
-            if lo is None:
-                return
-            try:
-                fn(lo, min(n, lo + rows), scratch)
-            except BaseException:
-                failed.append(True)
-                raise
+        w0, c0 = _wall(), _cpu()
+        try:
+            while not failed:
+                with lock:
+                    lo = next(it, None)
+                if lo is None:
+                    return
+                try:
+                    fn(lo, min(n, lo + rows), scratch)
+                except BaseException:
+                    failed.append(True)
+                    raise
+        finally:
+            got.append((_cpu() - c0, _wall() - w0))
 
     with _blas_on_one_thread():
         with ThreadPoolExecutor(workers - 1) as ex:
@@ -202,6 +210,45 @@ def _run_blocks(n: int, rows: int, workers: int, fn) -> None:
         for e in errors:
             if e is not None:
                 raise e
+    acc = getattr(_share, "acc", None)
+    if acc is not None:
+        acc[0] += sum(c for c, _ in got)
+        acc[1] += sum(w for _, w in got)
+
+
+# CPU seconds / wall seconds of the threaded pool passes of the running query (per calling
+# thread): well below 1 when another process holds a core (the workers wait for it)
+_share = threading.local()
+_wall = time.perf_counter
+_cpu = time.thread_time
+# a pass whose workers got less than this share of their wall time as CPU ran on a busy machine
+_BUSY_SHARE = 0.8
+
+
+def _others_running() -> int | None:
+    """Runnable tasks of other processes now (``/proc/loadavg``, less the caller; the median
+    of three looks), or None where that file is missing."""
+    seen = []
+    for _ in range(3):
+        try:
+            with open("/proc/loadavg") as f:
+                seen.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return None
+    return sorted(seen)[1]
+
+
+def _cores_free() -> bool:
+    """Whether the cores numba's other threads need look free now (True where unknown: the
+    timing then decides)."""
+    others = _others_running()
+    if others is None:
+        return True
+    try:
+        total = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        total = os.cpu_count() or 1
+    return others <= max(0, total - numba.get_num_threads())
 
 
 def _buffer(scratch: dict, key, shape, dtype) -> np.ndarray:
@@ -339,10 +386,13 @@ def _greedy_run(X, S, A, a, tau, slack, min_d2, pick, pos, n_steps, chosen, cbes
     return pick
 
 
-def _greedy(X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int) -> np.ndarray:
+def _greedy(
+    X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int, busy: bool = False
+) -> np.ndarray:
     """The ``b`` picks starting at ``first``; ``min_d2`` (updated in place) holds each row's
     exact squared distance to its nearest labeled row, -1 for labeled rows. ``scr``: the
-    screen of :func:`_screen`, or None (every distance exact)."""
+    screen of :func:`_screen`, or None (every distance exact). ``busy``: another process
+    seems to hold a core (start with the serial build)."""
     n, d = X.shape
     chosen = np.empty(b, dtype=np.int64)
     if scr is None or b == 1:
@@ -359,12 +409,15 @@ def _greedy(X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int) -> np.nd
     if b < 4 * _PROBE_STEPS or _parallel.PARALLEL_MIN_WORK == 0:
         _greedy_run.parallel(*args, first, 0, b, chosen, *many)
         return chosen
-    # A parallel region per step pays off on idle cores and loses when another process holds
-    # a core. Time a few steps each way, then run segments with the faster build; its time
-    # per step is watched segment by segment, and the other build is timed again when it
-    # degrades (the load changed) or, more and more rarely, in case the load went away.
+    # A parallel region per step pays off on idle cores and loses much when another process
+    # holds a core (a step then waits for the descheduled thread: 5-20x a serial step). Time
+    # a few steps each way, then run segments with the faster build; its time per step is
+    # watched segment by segment. The parallel build is timed first only when this query's
+    # pool passes ran on free cores (``busy`` False); it is timed again (after 64 steps,
+    # then 128, ...) only while the cores it needs look free, and the serial build is timed
+    # again when the parallel one slows down.
     runs = {"parallel": (_greedy_run.parallel, many), "serial": (_greedy_run.serial, one)}
-    per_step = {}
+    per_step = {"parallel": math.inf}
     pick, pos = first, 0
 
     def run(name, k):
@@ -375,20 +428,25 @@ def _greedy(X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int) -> np.nd
         per_step[name] = (time.perf_counter() - t0) / k
         pos += k
 
-    run("parallel", _PROBE_STEPS)
+    if not busy:
+        run("parallel", _PROBE_STEPS)
     run("serial", _RETIME_STEPS)  # (at idle each serial step costs about two parallel ones)
     recheck, since = _RECHECK_STEPS, 0
     while pos < b:
-        cur = min(per_step, key=per_step.get)  # (ties: parallel, timed first)
+        cur = min(per_step, key=per_step.get)  # (ties: parallel)
         before = per_step[cur]
         k = min(_SEGMENT_STEPS, b - pos)
         run(cur, k)
         since += k
-        if pos < b and (per_step[cur] > 1.25 * before or since >= recheck):
-            if since >= recheck:
-                recheck *= 2
-            since = 0
-            run("serial" if cur == "parallel" else "parallel", min(_RETIME_STEPS, b - pos))
+        if pos >= b:
+            break
+        due = since >= recheck
+        if due:
+            recheck, since = 2 * recheck, 0
+        if cur == "parallel" and (due or per_step[cur] > 1.25 * before):
+            run("serial", min(_RETIME_STEPS, b - pos))
+        elif cur == "serial" and due and _cores_free():
+            run("parallel", min(_RETIME_STEPS, b - pos))
     return chosen
 
 
@@ -748,6 +806,14 @@ def kcenter_greedy(features, labeled, b, *, state=None):
     >>> af.kcenter_greedy(X, [0], 2).tolist()
     [3, 2]
     """
+    _share.acc = [0.0, 0.0]  # CPU and wall seconds of this query's threaded pool passes
+    try:
+        return _kcenter_greedy(features, labeled, b, state)
+    finally:
+        _share.acc = None
+
+
+def _kcenter_greedy(features, labeled, b, state):
     X = as_float_array(features, "features", 2)
     if X.dtype == np.float16:
         X = X.astype(np.float32)
@@ -783,4 +849,6 @@ def kcenter_greedy(features, labeled, b, *, state=None):
         min_d2 = np.full(n, np.inf)
     # first maximum: lowest index among ties (row 0 when nothing is labeled)
     first = int(np.argmax(min_d2))
-    return _greedy(X, scr, min_d2, first, b)
+    cpu, wall = _share.acc
+    busy = (wall > 0 and cpu < _BUSY_SHARE * wall) or not _cores_free()
+    return _greedy(X, scr, min_d2, first, b, busy)

@@ -241,10 +241,45 @@ def test_kcenter_segments_switch_builds_and_keep_picks(rng, monkeypatch):
     monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", 1)
     monkeypatch.setattr(coreset, "_SEGMENT_STEPS", 3)
     monkeypatch.setattr(coreset, "_RECHECK_STEPS", 6)
+    monkeypatch.setattr(coreset, "_cores_free", lambda: True)  # (this machine may be busy)
+    monkeypatch.setattr(coreset, "_BUSY_SHARE", 0.0)
     assert_exact(af.kcenter_greedy(X, labeled, 60), want, "segments")
     assert [first for _, first, _ in ran] == np.cumsum([0] + [k for *_, k in ran])[:-1].tolist()
     assert sum(k for *_, k in ran) == 60
     assert {name for name, *_ in ran[2:]} == {"serial", "parallel"}
+    assert ran[0][0] == "parallel"  # free cores: the parallel build is timed first
+
+    # another process holds a core: the query starts serial and times the parallel build
+    # only on the recheck schedule, and only while the cores look free
+    for free, share, parallel_at in ((False, 0.0, []), (True, 2.0, [8, 22, 48])):
+        ran.clear()
+        monkeypatch.setattr(coreset, "_cores_free", lambda free=free: free)
+        monkeypatch.setattr(coreset, "_BUSY_SHARE", share)  # 2.0: every threaded pass "busy"
+        monkeypatch.setattr(
+            coreset, "time", types.SimpleNamespace(perf_counter=iter(range(10**6)).__next__)
+        )
+        assert_exact(af.kcenter_greedy(X, labeled, 60), want, f"busy, cores free: {free}")
+        assert sum(k for *_, k in ran) == 60
+        assert ran[0][0] == "serial"
+        # (a fake clock ticking once per read: every build takes 1/k per step, so the
+        # 2-step parallel timing loses to the 3-step serial segments)
+        assert [first for name, first, _ in ran if name == "parallel"] == parallel_at
+
+
+def test_kcenter_busy_hint_from_pool_passes():
+    from alamp_fast import coreset
+
+    # the threaded passes report the share of their wall time that their workers ran
+    coreset._share.acc = [0.0, 0.0]
+    try:
+        coreset._run_blocks(8, 1, 2, lambda lo, hi, _: sum(range(20_000)))
+        cpu, wall = coreset._share.acc
+    finally:
+        coreset._share.acc = None
+    assert wall > 0 and 0 <= cpu <= 1.5 * wall
+    others = coreset._others_running()
+    assert others is None or others >= 0
+    assert isinstance(coreset._cores_free(), bool)
 
 
 @pytest.mark.parametrize("scale", [1e19, 1e30, 3e37])
