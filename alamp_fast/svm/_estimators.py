@@ -480,7 +480,9 @@ class SVC(_BaseSVM):
         Parameters
         ----------
         X : array of shape (n_samples, n_features)
-            float32 input is computed in float32 (faster), anything else in float64.
+            float32 input is computed in float32 (faster), anything else in float64; the RBF
+            kernel's Newton iterations run in float64 either way (coefficients and outputs
+            keep the input's dtype).
         y : array of shape (n_samples,)
         sample_weight : array of shape (n_samples,), optional
             Multiplies each sample's ``C``; samples of weight 0 are dropped.

@@ -450,6 +450,9 @@ def _line_search_terms(xp, ws, ss, d0, M, yGs, cost):
 
 # ---------------------------------------------------------------- sample space (RBF)
 _DUAL_CG_MAX_ITER = 100
+# flops of the dense active-set systems that large-C columns may take instead of CG, per
+# Newton iteration (2e10: about a second on one core)
+_DUAL_EXACT_FLOPS = 2e10
 
 
 def solve_dual(xp, Kpad, Y, cost, B0=None, *, tol: float, max_iter: int, precond=None):
@@ -555,6 +558,15 @@ def _dual_direction(xp, Kpad, K, A, E, KE, gnorm, n_rows, precond):
     exact = (n_active <= _EXACT_MAX_ACTIVE) | (
         (n_active <= _EXACT_FRACTION * n_rows) & (n_active <= _EXACT_HARD_MAX)
     )
+    # columns of cost >= 1 are where the preconditioned CG is slow (the kernel's tail below
+    # the preconditioner's eigenvalues still spreads the spectrum by 1 + 2 c lam): solve the
+    # smallest of them exactly, as long as their dense systems stay within a flop budget
+    # (at 3,000 Caltech rows the last few C = 100 columns took 100 CG products each)
+    big_c = np.flatnonzero(~exact & (_col_absmax(xp, A) >= 1.0))
+    if big_c.size:
+        big_c = big_c[np.argsort(n_active[big_c], kind="stable")]
+        flops = np.cumsum(n_active[big_c].astype(np.float64) ** 3 / 3.0)
+        exact[big_c[flops <= _DUAL_EXACT_FLOPS]] = True
     if exact.all():
         X = _active_systems(xp, K.dtype, Kpad, A, KE, n_active)
         return X - E, K @ X - KE
