@@ -14,7 +14,8 @@ search at ``--big-n`` x 512 against a lone float32 GEMM of the same size. The ca
 figure alternate (floor, query, later query, floor, ...), so a change of the machine's load
 hits both sides of a ratio alike; ratios are of medians (and of minima). Every figure
 records the load average and the CPU time other processes took while it ran
-(``foreign_cpu``, cores). Writes ``benchmarks/results/coreset_cpu.json``; under two minutes on
+(``foreign_cpu``, cores). Each timed call starts after a 0.15 s pause, so no case runs
+beside the previous one's spinning BLAS threads. Writes ``benchmarks/results/coreset_cpu.json``; under two minutes on
 an idle 2-core machine (2-3.5 minutes on a loaded one)::
 
     python benchmarks/bench_coreset.py [--data DIR] [--big-n 1000000] [--repeats 7]
@@ -78,15 +79,23 @@ def _own_s() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+# untimed pause before each timed call: OpenBLAS's threads keep spinning for about 0.1 s
+# after every BLAS call, so without it the case after the floor (or after a prepare step)
+# would share a core with the previous case's idle threads
+SETTLE_S = 0.15
+
+
 def alternate(cases: dict, repeats: int, prepare: dict | None = None) -> dict:
     """Time the ``cases`` in turn, ``repeats`` rounds after one warm-up round; min/median.
-    ``prepare[name]()``, where given, runs untimed before each call of that case."""
+    ``prepare[name]()``, where given, runs untimed before each call of that case; every
+    timed call starts after a :data:`SETTLE_S` pause."""
     prepare = prepare or {}
     times = {k: [] for k in cases}
     for r in range(repeats + 1):
         for name, fn in cases.items():
             if name in prepare:
                 prepare[name]()
+            time.sleep(SETTLE_S)
             t = time.perf_counter()
             fn()
             if r:
