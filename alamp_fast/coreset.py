@@ -31,9 +31,13 @@ thread meanwhile (``threadpoolctl``): BLAS's and numba's pools never compete for
 The greedy steps run inside compiled calls of many steps each (:func:`_greedy_run`, no
 Python between steps); small pools run serially, larger ones split the rows over numba's
 threads at every step while that is faster: a few steps are timed each way, then segments of
-16 steps run with the faster build, which is re-timed against the other when it slows down
-(a parallel region per step loses when another process holds a core). :class:`KCenterState` keeps every row's nearest-labeled distance between queries of
-one AL run, so a later query folds in only the newly labeled rows.
+16 steps run with the faster build, which is re-timed against the other when it slows down.
+A parallel region per step loses 5-20x when another process holds a core (each step waits
+for a descheduled thread), so a query whose pool passes got well under one CPU-second per
+second per thread, or that finds other runnable tasks filling the cores (``/proc/loadavg``),
+starts serial, and times the parallel build again only every 64 steps (then 128, ...) while
+the cores look free. :class:`KCenterState` keeps every row's nearest-labeled distance between
+queries of one AL run, so a later query folds in only the newly labeled rows.
 """
 
 from __future__ import annotations
@@ -797,7 +801,8 @@ def kcenter_greedy(features, labeled, b, *, state=None):
     Threads: on pools of about 1e6 values and more, the passes over the pool (and the GEMM
     blocks) run on ``numba.get_num_threads()`` Python threads with BLAS limited to one
     thread meanwhile (process-wide, through threadpoolctl; restored on return), and the
-    greedy steps on numba's threads while that is faster than one thread.
+    greedy steps on numba's threads while that is faster than one thread (serial from the
+    start when another process seems to hold a core).
 
     Examples
     --------
