@@ -451,8 +451,8 @@ def _line_search_terms(xp, ws, ss, d0, M, yGs, cost):
 # ---------------------------------------------------------------- sample space (RBF)
 _DUAL_CG_MAX_ITER = 100
 # flops of the dense active-set systems that large-C columns may take instead of CG, per
-# Newton iteration (2e10: about a second on one core)
-_DUAL_EXACT_FLOPS = 2e10
+# Newton iteration (1e11: a few seconds on one core, less than the CG products it replaces)
+_DUAL_EXACT_FLOPS = 1e11
 
 
 def solve_dual(xp, Kpad, Y, cost, B0=None, *, tol: float, max_iter: int, precond=None):
