@@ -34,9 +34,9 @@ threads at every step while that is faster: a few steps are timed each way, then
 16 steps run with the faster build, which is re-timed against the other when it slows down.
 A parallel region per step loses 5-20x when another process holds a core (each step waits
 for a descheduled thread), so a query whose pool passes got well under one CPU-second per
-second per thread, or that finds other runnable tasks filling the cores (``/proc/loadavg``),
-starts serial, and times the parallel build again only every 64 steps (then 128, ...) while
-the cores look free. :class:`KCenterState` keeps every row's nearest-labeled distance between
+second per thread and that finds other processes' runnable tasks filling the cores
+(``/proc/loadavg``) starts serial, and times the parallel build again only every 64 steps
+(then 128, ...) while the cores look free. :class:`KCenterState` keeps every row's nearest-labeled distance between
 queries of one AL run, so a later query folds in only the newly labeled rows.
 """
 
@@ -230,15 +230,24 @@ _BUSY_SHARE = 0.8
 
 
 def _others_running() -> int | None:
-    """Runnable tasks of other processes now (``/proc/loadavg``, less the caller; the median
-    of three looks), or None where that file is missing."""
+    """Runnable tasks of other processes now (``/proc/loadavg`` less this process's running
+    threads, e.g. BLAS threads still spinning after the caller's last BLAS call; the median
+    of three looks), or None where those files are missing."""
     seen = []
     for _ in range(3):
         try:
             with open("/proc/loadavg") as f:
-                seen.append(int(f.read().split()[3].split("/")[0]) - 1)
+                running = int(f.read().split()[3].split("/")[0])
+            own = 0
+            for task in os.listdir("/proc/self/task"):
+                try:
+                    with open(f"/proc/self/task/{task}/stat") as f:
+                        own += f.read().rpartition(")")[2].split()[0] == "R"
+                except OSError:  # the thread ended meanwhile
+                    pass
         except (OSError, ValueError, IndexError):
             return None
+        seen.append(max(0, running - max(own, 1)))
     return sorted(seen)[1]
 
 
@@ -855,5 +864,7 @@ def _kcenter_greedy(features, labeled, b, state):
     # first maximum: lowest index among ties (row 0 when nothing is labeled)
     first = int(np.argmax(min_d2))
     cpu, wall = _share.acc
-    busy = (wall > 0 and cpu < _BUSY_SHARE * wall) or not _cores_free()
+    # both signals where both exist: this process's own threads (BLAS still spinning after
+    # the caller's last call) slow the passes but end within ~0.1 s
+    busy = (wall <= 0 or cpu < _BUSY_SHARE * wall) and not _cores_free()
     return _greedy(X, scr, min_d2, first, b, busy)

@@ -249,21 +249,27 @@ def test_kcenter_segments_switch_builds_and_keep_picks(rng, monkeypatch):
     assert {name for name, *_ in ran[2:]} == {"serial", "parallel"}
     assert ran[0][0] == "parallel"  # free cores: the parallel build is timed first
 
-    # another process holds a core: the query starts serial and times the parallel build
-    # only on the recheck schedule, and only while the cores look free
-    for free, share, parallel_at in ((False, 0.0, []), (True, 2.0, [8, 22, 48])):
+    # another process holds a core (the pool passes ran slow and other processes' tasks fill
+    # the cores): the query starts serial and times the parallel build only on the recheck
+    # schedule, and only while the cores look free
+    monkeypatch.setattr(coreset, "_BUSY_SHARE", 2.0)  # every threaded pass looks slow
+    for frees, first_build, parallel_at in (
+        ([False] * 100, "serial", []),
+        ([False] + [True] * 100, "serial", [8, 22, 48]),
+        ([True] * 100, "parallel", None),  # slow passes alone (e.g. own BLAS threads)
+    ):
         ran.clear()
-        monkeypatch.setattr(coreset, "_cores_free", lambda free=free: free)
-        monkeypatch.setattr(coreset, "_BUSY_SHARE", share)  # 2.0: every threaded pass "busy"
+        monkeypatch.setattr(coreset, "_cores_free", iter(frees).__next__)
         monkeypatch.setattr(
             coreset, "time", types.SimpleNamespace(perf_counter=iter(range(10**6)).__next__)
         )
-        assert_exact(af.kcenter_greedy(X, labeled, 60), want, f"busy, cores free: {free}")
+        assert_exact(af.kcenter_greedy(X, labeled, 60), want, f"busy, cores free: {frees[:2]}")
         assert sum(k for *_, k in ran) == 60
-        assert ran[0][0] == "serial"
+        assert ran[0][0] == first_build
         # (a fake clock ticking once per read: every build takes 1/k per step, so the
         # 2-step parallel timing loses to the 3-step serial segments)
-        assert [first for name, first, _ in ran if name == "parallel"] == parallel_at
+        if parallel_at is not None:
+            assert [first for name, first, _ in ran if name == "parallel"] == parallel_at
 
 
 def test_kcenter_busy_hint_from_pool_passes():
