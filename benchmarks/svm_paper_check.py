@@ -5,7 +5,7 @@ libsvm's C-SVC on one kernel cache per fit, C by 5-fold cross-validation, Platt 
 per class on the held-out decision values) against ``GridSearchCV(SVC())`` over the same
 ``C`` grid and folds, then ``CalibratedClassifierCV(SVC(C=best), ensemble=False)`` on the
 same folds. Caltech-101 is imbalanced (``ir`` of the train split above
-``alamp_fast.protocol.IMBALANCED_IR``), so both run the cost-sensitive variant
+``alamp_fast.al.protocol.IMBALANCED_IR``), so both run the cost-sensitive variant
 (``class_weight="balanced"``), as ``simulate`` does on such a pool.
 
 Recorded: chosen ``C`` and per-``C`` mean CV accuracy of both, test accuracy of the
@@ -39,8 +39,8 @@ from _data import (  # noqa: E402
 from _harness import Run, load_average  # noqa: E402
 from svm_vs_sklearn import machine_info  # noqa: E402
 
-from alamp_fast.imbalance import imbalance_ratio  # noqa: E402
-from alamp_fast.protocol import IMBALANCED_IR, make_classifier  # noqa: E402
+from alamp_fast.al.imbalance import imbalance_ratio  # noqa: E402
+from alamp_fast.al.protocol import IMBALANCED_IR, make_classifier  # noqa: E402
 from alamp_fast.svm import make_cs, stratified_folds  # noqa: E402
 
 

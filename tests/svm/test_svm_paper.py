@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC as SkSVC
 
-from alamp_fast.protocol import make_classifier, simulate
+from alamp_fast.al.protocol import make_classifier, simulate
 from alamp_fast.svm import SVCCV, stratified_folds
 from alamp_fast.svm._hinge import fit_platt
 
