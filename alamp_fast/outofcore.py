@@ -1,5 +1,8 @@
 """Out-of-core acquisition on one machine: pools far larger than RAM, in bounded memory.
 
+Why one module of this size: every function is the blocked twin of one public kernel over the
+same read-ahead block reader; the reader and the bound it proves below belong with them.
+
 The functions here take the same arguments as their in-memory twins in :mod:`alamp_fast` and
 return identical results (same values, same indices in the same order, same tie rule), but
 walk the pool in blocks of ``block_rows`` rows, so a ``np.memmap`` pool of any size is scored

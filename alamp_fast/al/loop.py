@@ -1,5 +1,8 @@
 """The one active-learning loop, for every training scheme, and its resumable checkpoints.
 
+Why one module of this size: the loop and its checkpoints are one contract (a resumed run must
+repeat the loop's exact order of draws and records).
+
 A *scheme* says how a model is trained and how it scores the pool; the loop does the rest,
 identically for the SVM scheme (:func:`alamp_fast.al.protocol.simulate`) and the fine-tuning
 scheme (:func:`alamp_fast.finetune.scheme.simulate_ft`):

@@ -1,5 +1,8 @@
 """``alamp-fast init / select / label / status``: annotation rounds from the shell.
 
+Why one module of this size: five subcommands' options, help texts and one-line error
+messages; the work itself is in :mod:`alamp_fast.workflow`.
+
 Thin wrappers over :class:`alamp_fast.workflow.Project` (the guide is ``docs/workflow.md``)::
 
     alamp-fast init   -p PROJECT --pool FEATURES [--classes a,b,c] [--strategy alamp] ...

@@ -1,4 +1,9 @@
-"""The scikit-learn-compatible classifiers :class:`SVC` and :class:`SVCCV`."""
+"""The scikit-learn-compatible classifiers :class:`SVC` and :class:`SVCCV`.
+
+Why one module of this size: :class:`SVC` and :class:`SVCCV` are two faces of one base class
+(``_BaseSVM``: fit, calibration, scoring); SVCCV adds the C search and its warm starts, which use
+the base's private state, so splitting them would only move privates across a module line.
+"""
 
 from __future__ import annotations
 

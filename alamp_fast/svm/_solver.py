@@ -1,5 +1,8 @@
 """The batched solver: many squared-hinge SVM problems on one feature matrix at once.
 
+Why one module of this size: it is one solver (the batched Newton iteration, its line search,
+CG and dense inner solves, both kernels' bases); its parts are only meaningful together.
+
 Every problem ``p`` (a class of the one-vs-rest scheme, for one ``C``, on one CV fold) is
 
     min_w  0.5 ||w||^2 + sum_i cost[i, p] * max(0, 1 - y[i, p] * g_i . w)^2
