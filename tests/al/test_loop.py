@@ -278,7 +278,9 @@ def test_warm_start_classifier_is_kept_per_run_and_strategy_and_matches_cold():
 
         def fit(self, X, y, sample_weight=None):
             super().fit(X, y, sample_weight)
-            fits.append((id(self), X.shape[0], self.warm_started_))
+            # the estimator itself, not id(self): a finished (run, strategy)'s estimator may be
+            # freed and a later one allocated at the same address, reusing its id
+            fits.append((self, X.shape[0], self.warm_started_))
             return self
 
     X, y, Xt, yt = _digits_split()
@@ -288,10 +290,10 @@ def test_warm_start_classifier_is_kept_per_run_and_strategy_and_matches_cold():
     assert keeps_warm(warm_clf) and not keeps_warm(SVCCV()) and not keeps_warm(object())
     warm = simulate(X, y, Xt, yt, classifier=warm_clf, **kw)
     # 2 runs x 2 strategies, 4 fits each: one estimator per (run, strategy)
-    assert len(fits) == 16 and len({f[0] for f in fits}) == 4
+    assert len(fits) == 16 and len({id(f[0]) for f in fits}) == 4
     for k in range(4):
         group = fits[4 * k : 4 * k + 4]
-        assert len({f[0] for f in group}) == 1
+        assert len({id(f[0]) for f in group}) == 1
         assert [f[1] for f in group] == [40, 80, 120, 160]
         assert [f[2] for f in group] == [False, True, True, True]
     for key in kw["strategies"]:
