@@ -25,7 +25,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["lanes_top2_64", "lanes_top2_32", "lanes_top2_16", "as_float", "HAS_F16C"]
+__all__ = ["lanes_top2_64", "lanes_top2_32", "lanes_top2_16", "as_float", "to_half", "HAS_F16C"]
 
 
 def _host_has_f16c() -> bool:
@@ -65,6 +65,20 @@ def as_float(typingctx, x_t):
         return builder.fpext(hv, ir.FloatType())
 
     return types.float32(x_t), codegen_half
+
+
+@intrinsic
+def to_half(typingctx, x_t):
+    """The bits (uint16) of float32 ``x`` rounded to float16, to nearest even (F16C's
+    vcvtps2ph, so only for F16C hosts): the inverse of :func:`as_float` on float16 values."""
+    if x_t != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        hv = builder.fptrunc(args[0], ir.HalfType())
+        return builder.bitcast(hv, ir.IntType(16))
+
+    return types.uint16(x_t), codegen
 
 
 def _make_lanes_top2(lane_bytes: int):

@@ -1,8 +1,20 @@
-"""Core-set selection by k-center greedy (Sener & Savarese), exact and O(n d) per step.
+"""Core-set selection by k-center greedy (Sener & Savarese), exact, at most O(n d) per step.
 
 Each step takes the candidate farthest (Euclidean) from its nearest labeled-or-chosen point,
-then lowers every candidate's running nearest distance with one fused pass over the features:
-no ``n x n`` or ``n x labeled`` matrix is ever built, extra memory is O(n).
+then lowers the candidates' running nearest distances: no ``n x n`` or ``n x labeled`` matrix
+is ever built, extra memory is O(n) (plus the copies named below).
+
+Lazy steps
+----------
+A running nearest distance only ever goes down, so a stale one is an upper bound. The steps
+keep the candidates in a max-heap of those bounds and bring only the top row up to date (the
+centers chosen since its last update); when it stays on top it is the pick (Minoux's lazy
+greedy, applied to farthest-first traversal). Rows far from every later pick are never
+measured again: on the Caltech-101 features (6,096 x 1,024, 200 labeled, b = 200) a query
+measures about 3% of the row-center distances of the eager steps, which measure all of them.
+Where the bounds stay tight (rows spread evenly, e.g. a dense low-dimensional cloud) the lazy
+loop hands over to the eager steps once it measured a quarter of their distances
+(:func:`_lazy_run`), so a query never costs much more than the eager one.
 
 Speed without giving up exactness
 ---------------------------------
@@ -12,9 +24,12 @@ from the original rows (:func:`_row_sqdist`). Cheaper arithmetic only *screens*:
 * the nearest-labeled search runs one BLAS GEMM per row block (float32 for float32 input);
   every labeled row whose GEMM distance lies within a proven rounding bound of the row's best
   is re-measured exactly, so the minimum is the exact one, not the GEMM's guess;
-* each greedy step takes a float32 dot product per row (``|x|^2 + |c|^2 - 2 x.c``) and
-  re-measures exactly only the rows for which the new center could be nearer than the current
-  nearest within that bound (a few rows per step).
+* each eager greedy step takes a float32 dot product per row (``|x|^2 + |c|^2 - 2 x.c``)
+  and re-measures exactly only the rows for which the new center could be nearer than the
+  current nearest within that bound (a few rows per step); on hosts with F16C, pools of 2**18
+  values and more take those dot products on a float16 copy of the rows (scaled by a power of
+  two; half the bytes per step; its rounding added to the bound, :func:`_half_screen`);
+* the lazy steps measure every distance they use exactly.
 
 The bounds are the standard ones (``gamma_d |x| |c|`` for a d-term float32 dot product in any
 summation order, plus the float32 rounding of the screened rows), taken with a 2x margin, so
@@ -58,6 +73,7 @@ from numba import njit, prange
 from alamp_fast import _parallel
 from alamp_fast._dispatch import dispatch
 from alamp_fast._parallel import twins
+from alamp_fast._simd import HAS_F16C, as_float, to_half
 from alamp_fast._validate import (
     as_float_array,
     as_index_array,
@@ -89,6 +105,21 @@ _PROBE_STEPS = 4
 _SEGMENT_STEPS = 16
 _RETIME_STEPS = 2
 _RECHECK_STEPS = 64
+_U16 = 2.0**-11
+# the greedy steps screen through a float16 copy of the pool (half the bytes per step; F16C
+# hosts only) from this many steps (the copy costs about two steps), features (below, the
+# rows are too short for the vector loop to gain) and values (smaller pools stay in cache),
+# up to this size of copy (extra memory: half the float32 pool)
+_HALF_MIN_STEPS = 8
+_HALF_MIN_D = 16
+_HALF_MIN_ELEMS = 1 << 18
+_HALF_MAX_BYTES = 1 << 32
+# the lazy greedy loop hands over to the eager steps once it measured this share of the
+# distances they would have (its float64 distances on one thread cost about 2-4x a screened
+# row of an eager step on two; 0 turns it off), and is not used where the chosen rows in
+# float64 (b x d) would take more than this many bytes
+_LAZY_MAX_SHARE = 0.25
+_LAZY_MAX_BYTES = 1 << 28
 _U32 = 2.0**-24
 _U64 = 2.0**-53
 # absolute slack for float32 underflow (each product may lose up to 2**-149)
@@ -299,21 +330,23 @@ def _sqdist_rows(X, lo, hi, c, out):
 
 @njit(fastmath={"reassoc", "contract"}, cache=True)
 def _dot32(S, i, k):
-    """float32 dot product of rows i and k of ``S`` (vectorised, float32 accumulators)."""
+    """float32 dot product of rows i and k of ``S`` (vectorised, float32 accumulators); rows
+    of float16 bits (uint16) are widened exactly first, and their products are exact."""
     acc = np.float32(0.0)
     for j in range(S.shape[1]):
-        acc += S[i, j] * S[k, j]
+        acc += as_float(S[i, j]) * as_float(S[k, j])
     return acc
 
 
 @njit(fastmath={"reassoc", "contract"}, cache=True)
-def _fold_rows(X, S, A, a, tau, slack, min_d2, c, k, lo, hi):
+def _fold_rows(X, S, A, a, s2, tau, slack, min_d2, c, k, lo, hi):
     """Fold the center ``c`` (= row ``k`` of the pool, float64) into the running minima of
     rows ``lo .. hi - 1`` and return ``(max, argmax)`` of the updated minima over the
     candidates (``min_d2 >= 0``; strict > keeps the lowest index; ``(-1, -1)`` if none).
 
-    With a screen (``S.shape[0] > 0``: float32 rows, ``A = |S_i|^2``, ``a = |S_i|``), a row
-    is re-measured exactly only if its screened distance minus the bound
+    With a screen (``S.shape[0] > 0``: float32 rows, or the float16 bits of the rows over a
+    power of two ``s`` with ``s2 = s^2``; ``A = s2 |S_i|^2``, ``a = sqrt(A)``), a row is
+    re-measured exactly only if its screened distance minus the bound
     ``tau (a_i + a_k)^2 + slack`` is below its current minimum; without, every row is.
     """
     screen = S.shape[0] > 0
@@ -327,7 +360,7 @@ def _fold_rows(X, S, A, a, tau, slack, min_d2, c, k, lo, hi):
             continue
         exact = True
         if screen:
-            da = A[i] + Ak - 2.0 * np.float64(_dot32(S, i, k))
+            da = A[i] + Ak - 2.0 * s2 * np.float64(_dot32(S, i, k))
             r = a[i] + ak
             exact = da - (tau * r * r + slack) < m
         if exact:
@@ -356,7 +389,7 @@ def _step(X, center, min_d2, n_chunks, chunk_best, chunk_arg):
     for ch in prange(n_chunks):
         lo = ch * size
         best, arg = _fold_rows(
-            X, none, no_norms, no_norms, 0.0, 0.0, min_d2, c, 0, lo, min(n, lo + size)
+            X, none, no_norms, no_norms, 1.0, 0.0, 0.0, min_d2, c, 0, lo, min(n, lo + size)
         )
         chunk_best[ch] = best
         chunk_arg[ch] = arg
@@ -367,11 +400,11 @@ def _step(X, center, min_d2, n_chunks, chunk_best, chunk_arg):
 
 
 @twins()
-def _greedy_run(X, S, A, a, tau, slack, min_d2, pick, pos, n_steps, chosen, cbest, carg):
+def _greedy_run(X, S, A, a, s2, tau, slack, min_d2, pick, pos, n_steps, chosen, cbest, carg):
     """Run greedy steps ``pos .. pos + n_steps - 1``: record ``pick``, lower the running minima,
     take the next pick. Returns the pick after the last step (-1 once ``chosen`` is full).
 
-    ``S``, ``A``, ``a``: the screen of :func:`_fold_rows` (``S.shape[0] == 0``: none).
+    ``S``, ``A``, ``a``, ``s2``: the screen of :func:`_fold_rows` (``S.shape[0] == 0``: none).
     """
     n = X.shape[0]
     n_chunks = cbest.shape[0]
@@ -387,7 +420,7 @@ def _greedy_run(X, S, A, a, tau, slack, min_d2, pick, pos, n_steps, chosen, cbes
         for ch in prange(n_chunks):
             lo = ch * size
             cbest[ch], carg[ch] = _fold_rows(
-                X, S, A, a, tau, slack, min_d2, c, pick, lo, min(n, lo + size)
+                X, S, A, a, s2, tau, slack, min_d2, c, pick, lo, min(n, lo + size)
             )
         # chunks cover increasing rows: the first chunk holding the max has the lowest index
         best = -1.0
@@ -399,20 +432,154 @@ def _greedy_run(X, S, A, a, tau, slack, min_d2, pick, pos, n_steps, chosen, cbes
     return pick
 
 
+# ---------------------------------------------------------------------------------------------
+# the lazy greedy loop: only rows that could be the next pick are brought up to date
+
+
+@njit(cache=True, nogil=True)
+def _before(ka, ia, kb, ib):
+    """Whether heap entry (ka, ia) comes before (kb, ib): larger key, then lower row."""
+    return ka > kb or (ka == kb and ia < ib)
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(key, row, size, pos):
+    k, r = key[pos], row[pos]
+    while True:
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        if c + 1 < size and _before(key[c + 1], row[c + 1], key[c], row[c]):
+            c += 1
+        if not _before(key[c], row[c], k, r):
+            break
+        key[pos], row[pos] = key[c], row[c]
+        pos = c
+    key[pos], row[pos] = k, r
+
+
+@njit(cache=True, nogil=True)
+def _lazy_run(X, min_d2, chosen, C, seen, key, row, share):
+    """Greedy steps by lazy evaluation; ``chosen[0]`` holds the first pick.
+
+    Every step lowers a row's running minimum only by folding in centers, so a row's stored
+    minimum is an upper bound of its current one. The rows sit in a max-heap of those bounds
+    (larger first, then lower index): the top row is brought up to date (the centers chosen
+    since its last update, ``seen[i]`` of them folded so far, each exact distance from
+    :func:`_row_sqdist`, the same numbers as the eager steps); if it still comes before the
+    next top's bound it is the pick, otherwise it goes back in. Rows far from the next picks
+    are never touched. ``C`` holds the chosen rows in float64, ``key``/``row`` are scratch
+    of one entry per row.
+
+    Returns ``(steps done, distances measured)``. It never measures more distances than the
+    eager steps would (each row-center pair at most once), but each costs more (a float64
+    distance on one thread against a float16 screen on all), so it stops early, with every
+    row's ``min_d2`` up to date, once it measured more than ``share`` of the distances all
+    ``b`` eager steps measure: the rows of this pool are then too much alike for the bounds
+    to leave most of them alone, and the whole query costs at most about ``1 + 3 share``
+    times the eager one. (A share of the steps done so far would hand over too early: rows
+    whose bounds went stale while the picks covered far regions are each brought up to date
+    once, a cost paid early that the later steps do not repeat.)
+    """
+    n, d = X.shape
+    b = chosen.shape[0]
+    first = chosen[0]
+    min_d2[first] = -1.0
+    for j in range(d):
+        C[0, j] = X[first, j]
+    size = 0
+    for i in range(n):
+        if min_d2[i] >= 0.0:
+            key[size] = min_d2[i]
+            row[size] = i
+            seen[i] = 0
+            size += 1
+    for pos in range(size // 2 - 1, -1, -1):
+        _sift_down(key, row, size, pos)
+    nc = 1
+    evals = 0
+    budget = share * size * (b - 1)
+    while nc < b:
+        i = row[0]
+        m = min_d2[i]
+        for k in range(seen[i], nc):
+            dd = _row_sqdist(X, i, C[k])
+            if dd < m:
+                m = dd
+        evals += nc - seen[i]
+        seen[i] = nc
+        min_d2[i] = m
+        # the top's bound is now exact: it is the pick if it stays first
+        key[0] = m
+        _sift_down(key, row, size, 0)
+        if row[0] == i:
+            chosen[nc] = i
+            min_d2[i] = -1.0
+            for j in range(d):
+                C[nc, j] = X[i, j]
+            nc += 1
+            size -= 1
+            key[0], row[0] = key[size], row[size]
+            _sift_down(key, row, size, 0)
+            if evals > budget and nc < b:
+                break
+    if nc < b:  # bring every row up to date for the eager steps
+        for t in range(size):
+            i = row[t]
+            m = min_d2[i]
+            for k in range(seen[i], nc):
+                dd = _row_sqdist(X, i, C[k])
+                if dd < m:
+                    m = dd
+            min_d2[i] = m
+    return nc, evals
+
+
 def _greedy(
     X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int, busy: bool = False
 ) -> np.ndarray:
     """The ``b`` picks starting at ``first``; ``min_d2`` (updated in place) holds each row's
     exact squared distance to its nearest labeled row, -1 for labeled rows. ``scr``: the
     screen of :func:`_screen`, or None (every distance exact). ``busy``: another process
-    seems to hold a core (start with the serial build)."""
+    seems to hold a core (start with the serial build).
+
+    Lazy steps (:func:`_lazy_run`) first; the eager ones (:func:`_eager`) take over where
+    those stop early. Both give the picks of the exact algorithm.
+    """
+    n, d = X.shape
+    if b == 1 or _LAZY_MAX_SHARE <= 0 or b * d * 8 > _LAZY_MAX_BYTES:
+        return _eager(X, scr, min_d2, first, b, busy)
+    chosen = np.empty(b, dtype=np.int64)
+    chosen[0] = first
+    done, _ = _lazy_run(
+        X,
+        min_d2,
+        chosen,
+        np.empty((b, d)),
+        np.empty(n, dtype=np.int64),
+        np.empty(n),
+        np.empty(n, dtype=np.int64),
+        _LAZY_MAX_SHARE,
+    )
+    if done < b:  # min_d2 is up to date: the first maximum is the next pick
+        chosen[done:] = _eager(X, scr, min_d2, int(np.argmax(min_d2)), b - done, busy)
+    return chosen
+
+
+def _eager(
+    X: np.ndarray, scr, min_d2: np.ndarray, first: int, b: int, busy: bool = False
+) -> np.ndarray:
+    """:func:`_greedy` by eager steps: every step folds its pick into every row's minimum."""
     n, d = X.shape
     chosen = np.empty(b, dtype=np.int64)
+    s2, slack = 1.0, _slack(d)
     if scr is None or b == 1:
         S, A, a, tau = np.empty((0, max(d, 1)), np.float32), np.empty(0), np.empty(0), 0.0
     else:
         S, A, a, tau = scr
-    args = (X, S, A, a, tau, _slack(d), min_d2)
+        if _use_half(n, d, b):
+            S, A, a, s2, tau, slack = _half_screen(S, a, tau, slack)
+    args = (X, S, A, a, s2, tau, slack, min_d2)
     one = (np.empty(1), np.empty(1, dtype=np.int64))
     if _greedy_run.pick(X.size) is _greedy_run.serial:
         _greedy_run.serial(*args, first, 0, b, chosen, *one)
@@ -553,6 +720,70 @@ def _screen(X: np.ndarray, scan=None):
     if not (np.isfinite(A).all() and float(a.max()) <= _SCREEN_MAX_NORM):
         return None
     return S, A, a, _tau(d, _U32)
+
+
+# ---------------------------------------------------------------------------------------------
+# the float16 screen of the greedy steps: half the bytes per step
+
+
+@njit(fastmath={"reassoc", "contract"}, cache=True, nogil=True)
+def _half_rows(S, lo, hi, inv, s2, H, A, a):
+    """``H[i]`` = the float16 bits of ``S[i] * inv`` (``inv`` a power of two: exact), ``A[i]``
+    = ``s2 |H_i|^2`` (float64; ``s2 = 1 / inv^2``) and ``a = sqrt(A)``, rows ``lo .. hi - 1``."""
+    for i in range(lo, hi):
+        t = 0.0
+        for j in range(S.shape[1]):
+            h = to_half(np.float32(S[i, j] * inv))
+            H[i, j] = h
+            v = np.float64(as_float(h))
+            t += v * v
+        A[i] = t * s2
+        a[i] = np.sqrt(A[i])
+
+
+def _use_half(n: int, d: int, b: int) -> bool:
+    """Whether the greedy steps screen through a float16 copy (:func:`_half_screen`)."""
+    return (
+        HAS_F16C
+        and b >= _HALF_MIN_STEPS
+        and d >= _HALF_MIN_D
+        and n * d >= _HALF_MIN_ELEMS
+        and 2 * n * d <= _HALF_MAX_BYTES
+    )
+
+
+def _half_screen(S: np.ndarray, a_s: np.ndarray, tau: float, slack: float):
+    """The float16 screen ``(H, A, a, s2, tau, slack)`` of the float32 screen rows ``S``
+    (norms ``a_s``) for :func:`_fold_rows`.
+
+    ``H`` holds the float16 bits of ``S / s`` for the power of two ``s`` that puts the
+    largest row norm just under ``2**15`` (so no value overflows float16's 65504). Its bound,
+    with the float32 screen's ``tau`` and ``slack`` (which already cover the float32 dot
+    product of any rows of norms ``a``):
+
+    * each value rounds to float16 within ``u |v| + s 2**-25`` (``u = 2**-11``; below
+      float16's normal range the absolute term), so ``|H_i s - S_i| <= u |S_i| + delta``
+      with ``delta = sqrt(d) s 2**-25``, and the squared distance of two rows moves by at
+      most ``(2u + u^2)(|S_i| + |S_k|)^2`` plus ``4 delta r + 4 delta^2`` terms; both are
+      added with a 2x margin (``5u`` covers ``2 (2u + u^2)`` and the norms of ``H`` standing
+      in for those of ``S``);
+    * products of two float16 values are exact in float32, so the float32 dot product's
+      rounding is the one the float32 screen's bound already covers.
+    """
+    n, d = S.shape
+    amax = float(a_s.max()) if n else 0.0
+    e = math.frexp(amax)[1] if amax > 0.0 else 0
+    s = math.ldexp(1.0, e - 15)
+    inv = np.float32(1.0 / s)  # a power of two within float32's range: exact
+    H = np.empty((n, d), dtype=np.uint16)
+    A = np.empty(n)
+    a = np.empty(n)
+    rows, workers = _plan(n, _INIT_BLOCK_ELEMS // d, n * d)
+    s2 = s * s
+    _run_blocks(n, rows, workers, lambda lo, hi, _: _half_rows(S, lo, hi, inv, s2, H, A, a))
+    delta = math.sqrt(d) * s * 2.0**-25
+    r = 2.0 * (max(float(a.max()), amax) + delta) * (1.0 + 4.0 * _U16)
+    return H, A, a, s2, tau + 5.0 * _U16, slack + 2.0 * (4.0 * delta * r + 4.0 * delta * delta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -800,12 +1031,16 @@ def kcenter_greedy(features, labeled, b, *, state=None):
     Notes
     -----
     Picks follow exact float64 squared distances ``sum_j (x_j - c_j)^2`` of the original
-    rows. The first nearest-labeled search is a blocked BLAS GEMM, each step a float32 dot
-    product per row; both are only screens, with every distance that could matter
-    re-measured exactly (see the module docstring). Extra memory: a few float64 per row,
-    plus a float32 centred copy of the pool when its rows lie far from the origin or the
-    input is float64. Features whose squared magnitudes overflow float64 (above about
-    1e150) raise ``ValueError``.
+    rows. The first nearest-labeled search is a blocked BLAS GEMM; the steps are lazy (only
+    rows that could be the next pick are measured again), handing over to eager steps of
+    a float32 (or float16) dot product per row where that is cheaper. The GEMM and the dot
+    products are only screens, with every distance that could matter re-measured exactly
+    (see the module docstring). Extra memory: a few float64 per row and ``b x n_features``
+    float64 (the chosen rows; above 256 MiB the steps are eager), plus a float32 centred
+    copy of the pool when its rows lie far from the origin or the input is float64, and a
+    float16 copy (half the float32 pool, up to 4 GiB) when the eager steps take over on a
+    pool of 2**18 values or more. Features whose squared magnitudes overflow float64 (above
+    about 1e150) raise ``ValueError``.
 
     Threads: on pools of about 1e6 values and more, the passes over the pool (and the GEMM
     blocks) run on ``numba.get_num_threads()`` Python threads with BLAS limited to one

@@ -202,6 +202,105 @@ def test_kcenter_screen_exact_with_offsets(rng, offset, dtype):
     assert_exact(af.kcenter_greedy(X, labeled, b), ref.kcenter_greedy(X, labeled, b), "screen")
 
 
+# ---------------------------------------------------------------------------------------------
+# the greedy loop's ways: lazy (default), eager, eager through the float16 screen, and the
+# lazy loop handing over to the eager one part-way; every way must give the exact picks
+
+
+GREEDY_WAYS = ["lazy", "eager", "eager-half", "handover"]
+
+
+def set_greedy_way(monkeypatch, way):
+    from alamp_fast import _parallel, coreset
+
+    if way == "eager-half" and not coreset.HAS_F16C:
+        pytest.skip("this CPU has no F16C: the float16 screen is never used here")
+    if way in ("eager", "eager-half"):
+        monkeypatch.setattr(coreset, "_LAZY_MAX_SHARE", 0.0)
+    if way == "eager-half":  # on every pool, whatever its size
+        monkeypatch.setattr(coreset, "_HALF_MIN_STEPS", 2)
+        monkeypatch.setattr(coreset, "_HALF_MIN_D", 1)
+        monkeypatch.setattr(coreset, "_HALF_MIN_ELEMS", 0)
+        monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", 1)  # both builds, with the probe
+        monkeypatch.setattr(coreset, "_cores_free", lambda: True)
+        monkeypatch.setattr(coreset, "_BUSY_SHARE", 0.0)
+    if way == "handover":  # a tiny budget: the eager steps take over after a few picks
+        monkeypatch.setattr(coreset, "_LAZY_MAX_SHARE", 1e-3)
+
+
+def greedy_pools(rng):
+    """(name, X, labeled, b): pools that stress the screens' bounds and the lazy loop's
+    heap order (ties, duplicates, offsets, magnitudes, equidistant rows)."""
+    base = rng.standard_normal((60, 24))
+    near = np.concatenate([base, base + 1e-4 * rng.standard_normal(base.shape)])
+    wide = rng.standard_normal((150, 20)) * np.logspace(-7, 3, 20)  # float16 subnormals
+    clustered = (rng.standard_normal((8, 16)) * 10)[rng.integers(0, 8, 400)]
+    clustered = clustered + rng.standard_normal((400, 16))
+    yield "gauss", rng.standard_normal((500, 40)).astype(np.float32), rng.choice(500, 20), 60
+    yield "ties", rng.integers(0, 3, (300, 4)).astype(np.float32), rng.choice(300, 5), 40
+    yield "empty-labeled", rng.standard_normal((200, 8)), np.empty(0, np.int64), 30
+    for offset in (0.0, 1e3):
+        X = (near + offset).astype(np.float32)
+        yield f"near-duplicates+{offset:g}", X, rng.choice(120, 7, replace=False), 113
+    yield "wide-range", wide.astype(np.float32), rng.choice(150, 6, replace=False), 40
+    yield "wide-range64", wide, rng.choice(150, 6, replace=False), 40
+    yield "tiny", (rng.standard_normal((120, 6)) * 1e-30).astype(np.float32), [3, 9], 30
+    yield "huge", (rng.standard_normal((120, 6)) * 1e30).astype(np.float32), [3, 9], 30
+    yield "one-hot", np.eye(64, dtype=np.float32), [0, 1], 50  # every distance the same
+    yield "clustered", clustered.astype(np.float32), rng.choice(400, 4, replace=False), 80
+    yield "duplicates", np.repeat(rng.standard_normal((30, 5)), 4, axis=0), [0], 60
+
+
+@pytest.mark.parametrize("way", GREEDY_WAYS)
+def test_kcenter_every_greedy_way_is_exact(rng, monkeypatch, way):
+    set_greedy_way(monkeypatch, way)
+    for name, X, labeled, b in greedy_pools(rng):
+        labeled = np.unique(np.asarray(labeled, dtype=np.int64))
+        b = min(b, X.shape[0] - labeled.size)
+        want = ref.kcenter_greedy(X, labeled, b)
+        assert_exact(af.kcenter_greedy(X, labeled, b), want, f"{way}: {name}")
+
+
+def test_kcenter_lazy_loop_skips_most_distances(rng):
+    # well separated clusters: after the first picks the bounds leave most rows alone
+    from alamp_fast import coreset
+
+    centers = rng.standard_normal((20, 32)) * 20
+    X = centers[rng.integers(0, 20, 4000)] + rng.standard_normal((4000, 32))
+    labeled = rng.choice(4000, 10, replace=False)
+    min_d2 = coreset._nearest_d2(X, X[labeled])
+    min_d2[labeled] = -1.0
+    b = 100
+    chosen = np.empty(b, dtype=np.int64)
+    chosen[0] = int(np.argmax(min_d2))
+    n, d = X.shape
+    scratch = (np.empty((b, d)), np.empty(n, np.int64), np.empty(n), np.empty(n, np.int64))
+    done, measured = coreset._lazy_run(X, min_d2, chosen, *scratch, 0.25)
+    assert done == b
+    assert measured < 0.2 * n * b, measured  # the eager steps measure about n * b
+    assert_exact(chosen, ref.kcenter_greedy(X, labeled, b), "lazy picks")
+
+
+def test_kcenter_lazy_loop_hands_over_where_bounds_stay_tight(rng, monkeypatch):
+    # a uniform-ish 2-d cloud: every pick lowers the distances of a large share of the rows,
+    # so the lazy loop measures about half the pairs the eager steps would and must hand
+    # over to them part-way, with the same picks
+    from alamp_fast import coreset
+
+    X = rng.standard_normal((2000, 2))
+    calls = []
+    real = coreset._eager
+
+    def eager(*args):
+        calls.append(args[4])  # b left
+        return real(*args)
+
+    monkeypatch.setattr(coreset, "_eager", eager)
+    got = af.kcenter_greedy(X, [5], 100)
+    assert_exact(got, ref.kcenter_greedy(X, [5], 100), "2-d cloud")
+    assert calls and 0 < calls[0] < 100
+
+
 def test_kcenter_parallel_and_probe_paths_equal_serial(rng, monkeypatch):
     from alamp_fast import _parallel
 
@@ -228,7 +327,7 @@ def test_kcenter_segments_switch_builds_and_keep_picks(rng, monkeypatch):
 
     def logged(name):
         def call(*args):
-            ran.append((name, args[8], args[9]))  # (build, first step, steps)
+            ran.append((name, args[9], args[10]))  # (build, first step, steps)
             return getattr(real, name)(*args)
 
         return call
@@ -241,6 +340,7 @@ def test_kcenter_segments_switch_builds_and_keep_picks(rng, monkeypatch):
     monkeypatch.setattr(_parallel, "PARALLEL_MIN_WORK", 1)
     monkeypatch.setattr(coreset, "_SEGMENT_STEPS", 3)
     monkeypatch.setattr(coreset, "_RECHECK_STEPS", 6)
+    monkeypatch.setattr(coreset, "_LAZY_MAX_SHARE", 0.0)  # the eager steps only
     monkeypatch.setattr(coreset, "_cores_free", lambda: True)  # (this machine may be busy)
     monkeypatch.setattr(coreset, "_BUSY_SHARE", 0.0)
     assert_exact(af.kcenter_greedy(X, labeled, 60), want, "segments")
