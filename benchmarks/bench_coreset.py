@@ -5,6 +5,9 @@ Caltech-101 size (the train split's MobileNet features, 200 labeled, b = 200), i
 * ``query``: ``kcenter_greedy`` from scratch (nearest-labeled search + 200 greedy steps);
 * ``query_with_state``: a later query of the same AL run (:class:`KCenterState`, 200 newly
   labeled rows folded in; the state of the earlier query is prepared outside the timing);
+* ``query_eager_steps``: the same query with the steps as they were before the lazy loop
+  (every step a float32 dot product per row; no float16 screen): the reference of the
+  lazy steps, in the same run;
 * ``floor``: one float32 GEMM of the pool against the labeled rows plus b GEMVs ``X @ c``;
 
 each measured idle, with a spinning process on one core, and with both sides on one thread
@@ -35,6 +38,7 @@ import numpy as np
 from _harness import Run, busy_core, load_average
 
 import alamp_fast as af
+from alamp_fast import coreset
 from alamp_fast.coreset import _nearest_d2
 
 DEFAULT_DATA = Path(
@@ -85,6 +89,36 @@ def _own_s() -> float:
 SETTLE_S = 0.15
 
 
+@contextlib.contextmanager
+def eager_steps():
+    """The greedy steps as before the lazy loop: eager, float32 screen."""
+    saved = coreset._LAZY_MAX_SHARE, coreset._HALF_MIN_STEPS
+    coreset._LAZY_MAX_SHARE, coreset._HALF_MIN_STEPS = 0.0, 1 << 62
+    try:
+        yield
+    finally:
+        coreset._LAZY_MAX_SHARE, coreset._HALF_MIN_STEPS = saved
+
+
+def lazy_share(X: np.ndarray, lab: np.ndarray, b: int) -> dict:
+    """Distances the lazy steps measure, against the eager steps' (every candidate, every
+    step)."""
+    min_d2 = _nearest_d2(X, X[lab])
+    min_d2[lab] = -1.0
+    n, d = X.shape
+    chosen = np.empty(b, dtype=np.int64)
+    chosen[0] = int(np.argmax(min_d2))
+    scratch = (np.empty((b, d)), np.empty(n, np.int64), np.empty(n), np.empty(n, np.int64))
+    done, measured = coreset._lazy_run(X, min_d2, chosen, *scratch, coreset._LAZY_MAX_SHARE)
+    eager = (n - lab.size - 1) * (b - 1)
+    return {
+        "steps_lazy": int(done),
+        "measured": int(measured),
+        "eager": int(eager),
+        "share": measured / eager,
+    }
+
+
 def alternate(cases: dict, repeats: int, prepare: dict | None = None) -> dict:
     """Time the ``cases`` in turn, ``repeats`` rounds after one warm-up round; min/median.
     ``prepare[name]()``, where given, runs untimed before each call of that case; every
@@ -123,6 +157,10 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
     def query():
         return af.kcenter_greedy(X, lab, b)
 
+    def query_eager():
+        with eager_steps():
+            return af.kcenter_greedy(X, lab, b)
+
     def earlier():  # the earlier query of the run, untimed
         st = af.KCenterState()
         af.kcenter_greedy(X, lab, b, state=st)
@@ -133,7 +171,9 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
 
     earlier()
     assert np.array_equal(later(), af.kcenter_greedy(X, lab2, b))
-    out = {}
+    assert np.array_equal(query_eager(), first)
+    out = {"lazy_distances": lazy_share(X, lab, b)}
+    print("lazy steps measure", out["lazy_distances"])
     for cond in ("idle", "other_core_busy", "one_thread"):
         ctx = {"idle": _null, "other_core_busy": busy_core, "one_thread": one_thread}[cond]()
         with ctx as busy_load:
@@ -141,7 +181,12 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
             foreign = ForeignCpu()
             row.update(
                 alternate(
-                    {"floor": floor, "query": query, "query_with_state": later},
+                    {
+                        "floor": floor,
+                        "query": query,
+                        "query_with_state": later,
+                        "query_eager_steps": query_eager,
+                    },
                     repeats,
                     prepare={"query_with_state": earlier},
                 )
@@ -151,7 +196,7 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
             row["foreign_cpu"] = (
                 None if fc is None else round(max(0.0, fc - (cond == "other_core_busy")), 2)
             )
-            for k in ("query", "query_with_state"):
+            for k in ("query", "query_with_state", "query_eager_steps"):
                 row[k]["ratio_to_floor"] = row[k]["min_s"] / row["floor"]["min_s"]
                 row[k]["median_ratio_to_floor"] = row[k]["median_s"] / row["floor"]["median_s"]
         out[cond] = row
@@ -169,6 +214,8 @@ def caltech_cases(X: np.ndarray, repeats: int) -> dict:
     idle, busy = out["idle"]["query"], out["other_core_busy"]["query"]
     out["busy_over_idle"] = busy["min_s"] / idle["min_s"]
     out["median_busy_over_idle"] = busy["median_s"] / idle["median_s"]
+    idle, busy = out["idle"]["query_eager_steps"], out["other_core_busy"]["query_eager_steps"]
+    out["eager_steps_busy_over_idle"] = busy["min_s"] / idle["min_s"]
     out["sizes"] = {"n": X.shape[0], "d": X.shape[1], "labeled": n_lab, "b": b, "dtype": "float32"}
     return out
 
