@@ -436,13 +436,14 @@ def _greedy_run(X, S, A, a, s2, tau, slack, min_d2, pick, pos, n_steps, chosen, 
 # the lazy greedy loop: only rows that could be the next pick are brought up to date
 
 
-@njit(cache=True, nogil=True)
+# (inlined into the one caller: compiled once, whatever literal types the call sites carry)
+@njit(inline="always")
 def _before(ka, ia, kb, ib):
     """Whether heap entry (ka, ia) comes before (kb, ib): larger key, then lower row."""
     return ka > kb or (ka == kb and ia < ib)
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always")
 def _sift_down(key, row, size, pos):
     k, r = key[pos], row[pos]
     while True:
