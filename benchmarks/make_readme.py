@@ -125,7 +125,13 @@ def coreset_table(report: dict) -> str:
     ]
     for cond in ("idle", "other_core_busy"):
         r = c[cond]
-        for k, label in (("query", "first query"), ("query_with_state", "later query (state)")):
+        for k, label in (
+            ("query", "first query"),
+            ("query_with_state", "later query (state)"),
+            ("query_eager_steps", "first query, eager steps (before)"),
+        ):
+            if k not in r:
+                continue
             rows.append(
                 f"| {label} | {cond.replace('_', ' ')} | {r[k]['min_s'] * 1e3:.1f} | "
                 f"{r[k]['ratio_to_floor']:.2f} | {r['floor']['min_s'] * 1e3:.1f} |"
@@ -136,7 +142,20 @@ def coreset_table(report: dict) -> str:
         f"Pool {z['n']:,} x {z['d']} float32, {z['labeled']} labeled, b = {z['b']}. Floor: one "
         "float32 GEMM of the pool against the labeled rows plus b GEMVs `X @ c`, measured in "
         "the same run. With the other core busy the first query takes "
-        f"{c['busy_over_idle']:.2f}x its idle time."
+        f"{c['busy_over_idle']:.2f}x its idle time"
+        + (
+            f" (the eager steps: {c['eager_steps_busy_over_idle']:.2f}x)"
+            if "eager_steps_busy_over_idle" in c
+            else ""
+        )
+        + "."
+        + (
+            f" The lazy steps measured {c['lazy_distances']['measured']:,} row-center "
+            f"distances, {c['lazy_distances']['share'] * 100:.1f}% of the eager steps' "
+            f"{c['lazy_distances']['eager']:,}."
+            if "lazy_distances" in c
+            else ""
+        )
         + (
             f" First nearest-labeled search at {f['sizes']['n']:,} x {f['sizes']['d']}: "
             f"{f['nearest_labeled_search']['min_s']:.2f} s, {f['ratio_to_gemm']:.2f}x a lone "
