@@ -261,6 +261,37 @@ def test_kcenter_every_greedy_way_is_exact(rng, monkeypatch, way):
         assert_exact(af.kcenter_greedy(X, labeled, b), want, f"{way}: {name}")
 
 
+@pytest.mark.parametrize("kind", ["gauss", "offset", "wide-range", "near-duplicates"])
+def test_half_screen_bound_holds(rng, kind):
+    # the float16 screen's distance of any two rows is within its stated bound of the exact
+    # float64 distance: the bound, not only the picks it led to on some pools
+    from alamp_fast import coreset
+
+    if not coreset.HAS_F16C:
+        pytest.skip("this CPU has no F16C: the float16 screen is never used here")
+    n, d = 300, 48
+    X = rng.standard_normal((n, d))
+    if kind == "offset":
+        X += 1e3
+    elif kind == "wide-range":
+        X *= np.logspace(-8, 4, d)
+    elif kind == "near-duplicates":
+        X[n // 2 :] = X[: n // 2] + 1e-5 * rng.standard_normal((n // 2, d))
+    X = X.astype(np.float32)
+    S, _, a_s, tau = coreset._screen(X, coreset._scan_pool(X))
+    H, A, a, s2, tau16, slack16 = coreset._half_screen(S, a_s, tau, coreset._slack(d))
+    X64 = X.astype(np.float64)
+    worst = 0.0
+    for _ in range(2000):
+        i, k = rng.integers(0, n, 2)
+        screened = A[i] + A[k] - 2.0 * s2 * float(coreset._dot32(H, i, k))
+        exact = coreset._row_sqdist(X, i, X64[k])
+        bound = tau16 * (a[i] + a[k]) ** 2 + slack16
+        worst = max(worst, abs(screened - exact) / bound)
+    assert worst <= 1.0, worst
+    assert worst > 1e-3, worst  # the bound is not vacuous: some pairs come near it
+
+
 def test_kcenter_lazy_loop_skips_most_distances(rng):
     # well separated clusters: after the first picks the bounds leave most rows alone
     from alamp_fast import coreset
