@@ -374,27 +374,6 @@ def _fold_rows(X, S, A, a, s2, tau, slack, min_d2, c, k, lo, hi):
     return best, arg
 
 
-@twins()
-def _step(X, center, min_d2, n_chunks, chunk_best, chunk_arg):
-    """min_d2 = min(min_d2, |x - center|^2) for candidates (min_d2 >= 0), and the per-chunk
-    argmax of the updated min_d2 (strict > keeps the lowest index within a chunk).
-
-    One unscreened step (every distance exact), used per chunk by :mod:`alamp_fast.distributed`.
-    """
-    n = X.shape[0]
-    c = center.astype(np.float64)
-    none = np.empty((0, 1), dtype=np.float32)
-    no_norms = np.empty(0)
-    size = (n + n_chunks - 1) // n_chunks
-    for ch in prange(n_chunks):
-        lo = ch * size
-        best, arg = _fold_rows(
-            X, none, no_norms, no_norms, 1.0, 0.0, 0.0, min_d2, c, 0, lo, min(n, lo + size)
-        )
-        chunk_best[ch] = best
-        chunk_arg[ch] = arg
-
-
 # ---------------------------------------------------------------------------------------------
 # the greedy loop: many steps per compiled call
 
@@ -459,6 +438,57 @@ def _sift_down(key, row, size, pos):
     key[pos], row[pos] = k, r
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _lazy_heap(min_d2, seen, key, row):
+    """The candidates (``min_d2 >= 0``) as a max-heap in ``key``/``row`` (larger bound first,
+    then lower row), none of the chosen centers folded in yet (``seen = 0``); returns its
+    size."""
+    size = 0
+    for i in range(min_d2.shape[0]):
+        if min_d2[i] >= 0.0:
+            key[size] = min_d2[i]
+            row[size] = i
+            seen[i] = 0
+            size += 1
+    for pos in range(size // 2 - 1, -1, -1):
+        _sift_down(key, row, size, pos)
+    return size
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lazy_top(X, min_d2, seen, key, row, size, C, nc):
+    """Bring the heap's top row up to date (centers ``C[seen[i]:nc]``, each exact distance from
+    :func:`_row_sqdist`) until the top stays first: then its bound is its exact running
+    minimum and no other row can come before it, so it is the next pick (the lowest row among
+    equal maxima). ``size >= 1``. Returns the number of distances measured."""
+    measured = 0
+    while True:
+        i = row[0]
+        m = min_d2[i]
+        for k in range(seen[i], nc):
+            dd = _row_sqdist(X, i, C[k])
+            if dd < m:
+                m = dd
+        measured += nc - seen[i]
+        seen[i] = nc
+        min_d2[i] = m
+        key[0] = m
+        _sift_down(key, row, size, 0)
+        if row[0] == i:
+            return measured
+
+
+# (the lazy loop's parts inline into it: one compile for a query; the sharded k-center of
+# alamp_fast.distributed calls _lazy_heap and _lazy_top on their own)
+@njit(inline="always")
+def _heap_pop(key, row, size):
+    """Remove the top of the heap; returns the new size."""
+    size -= 1
+    key[0], row[0] = key[size], row[size]
+    _sift_down(key, row, size, 0)
+    return size
+
+
 @njit(cache=True, nogil=True)
 def _lazy_run(X, min_d2, chosen, C, seen, key, row, share):
     """Greedy steps by lazy evaluation; ``chosen[0]`` holds the first pick.
@@ -488,42 +518,21 @@ def _lazy_run(X, min_d2, chosen, C, seen, key, row, share):
     min_d2[first] = -1.0
     for j in range(d):
         C[0, j] = X[first, j]
-    size = 0
-    for i in range(n):
-        if min_d2[i] >= 0.0:
-            key[size] = min_d2[i]
-            row[size] = i
-            seen[i] = 0
-            size += 1
-    for pos in range(size // 2 - 1, -1, -1):
-        _sift_down(key, row, size, pos)
-    nc = 1
+    size = _lazy_heap(min_d2, seen, key, row)
+    nc = np.int64(1)
     evals = 0
     budget = share * size * (b - 1)
     while nc < b:
+        evals += _lazy_top(X, min_d2, seen, key, row, size, C, nc)
         i = row[0]
-        m = min_d2[i]
-        for k in range(seen[i], nc):
-            dd = _row_sqdist(X, i, C[k])
-            if dd < m:
-                m = dd
-        evals += nc - seen[i]
-        seen[i] = nc
-        min_d2[i] = m
-        # the top's bound is now exact: it is the pick if it stays first
-        key[0] = m
-        _sift_down(key, row, size, 0)
-        if row[0] == i:
-            chosen[nc] = i
-            min_d2[i] = -1.0
-            for j in range(d):
-                C[nc, j] = X[i, j]
-            nc += 1
-            size -= 1
-            key[0], row[0] = key[size], row[size]
-            _sift_down(key, row, size, 0)
-            if evals > budget and nc < b:
-                break
+        chosen[nc] = i
+        min_d2[i] = -1.0
+        for j in range(d):
+            C[nc, j] = X[i, j]
+        nc += 1
+        size = _heap_pop(key, row, size)
+        if evals > budget and nc < b:
+            break
     if nc < b:  # bring every row up to date for the eager steps
         for t in range(size):
             i = row[t]

@@ -1,14 +1,23 @@
-"""Sharded k-center greedy: running minima stay on the workers, one argmax reduction per step."""
+"""Sharded k-center greedy: running minima stay on the workers, one argmax reduction per step.
+
+Each chunk takes its steps lazily, as the in-memory loop does (:func:`alamp_fast.coreset._lazy_run`):
+its candidates sit in a max-heap of their stale running minima (upper bounds), and a step
+brings only the chunk's top rows up to date against the centers chosen since, until the top
+stays first; that row and its exact distance are the chunk's answer. A step then measures a
+few rows per chunk instead of every row, with the same exact distances
+(:func:`alamp_fast.coreset._row_sqdist`) and so the same picks as the in-memory function.
+A chunk's state is four numbers per row (bound, centers folded in, heap key and row) and the
+centers chosen so far.
+"""
 
 from __future__ import annotations
 
 import dask
-import numba
 import numpy as np
 
 from alamp_fast import outofcore as _ooc
 from alamp_fast._validate import as_float_array, as_index_array, check_budget, check_finite
-from alamp_fast.coreset import _nearest_d2, _step, kcenter_greedy
+from alamp_fast.coreset import _lazy_heap, _lazy_top, _nearest_d2, kcenter_greedy
 from alamp_fast.distributed._chunks import _KERNEL_LOCK, _as_dask, _bounds, _local, _to_host
 from alamp_fast.distributed.client import _current_client
 
@@ -35,55 +44,62 @@ def _assemble(n_rows: int, positions: list[np.ndarray], *parts) -> np.ndarray:
     return L
 
 
-def _best_of(X: np.ndarray, min_d2: np.ndarray, start: int):
-    """``(best, row, features of row)``: the chunk's largest running distance, its global row
-    (lowest on ties) and that row's features, which become the next center if it wins;
-    ``(-1, -1, None)`` when the chunk has no candidate left."""
-    if min_d2.size == 0:
-        return -1.0, -1, None
-    i = int(np.argmax(min_d2))
-    if min_d2[i] < 0:
-        return -1.0, -1, None
-    return float(min_d2[i]), start + i, X[i]
+def _answer(X: np.ndarray, state, start: int):
+    """The chunk's state with its answer appended: ``(best, global row, features of row)``
+    of the heap's top, whose bound the last update made exact; ``(-1, -1, None)`` when the
+    chunk has no candidate left."""
+    _, _, key, row, size, _ = state
+    if size == 0:
+        return (*state, -1.0, -1, None)
+    return (*state, float(key[0]), start + int(row[0]), X[row[0]])
 
 
 def _kc_init(X: np.ndarray, L, local_labeled: np.ndarray, start: int):
-    """A chunk's state ``(min_d2, best, row, features of row)``; labeled rows carry -1."""
+    """A chunk's state ``(min_d2, seen, key, row, size, centers)`` and its answer (see
+    :func:`_answer`); labeled rows carry -1 and stay out of the heap."""
+    n = X.shape[0]
     if L is None:
-        min_d2 = np.full(X.shape[0], np.inf)
+        min_d2 = np.full(n, np.inf)
     else:
         with _KERNEL_LOCK:
             min_d2 = _nearest_d2(X, L)
     min_d2[local_labeled] = -1.0
-    return (min_d2, *_best_of(X, min_d2, start))
+    seen = np.zeros(n, dtype=np.int64)
+    key = np.empty(n)
+    row = np.empty(n, dtype=np.int64)
+    size = int(_lazy_heap(min_d2, seen, key, row))
+    # no center chosen yet: every bound is exact, the top is the chunk's answer
+    return _answer(X, (min_d2, seen, key, row, size, np.empty((0, X.shape[1]))), start)
 
 
 def _kc_step(X: np.ndarray, state, center: np.ndarray, local_pick: int, start: int):
-    """The next state: mark the last pick, lower the running minima by the new center.
+    """The next state: the new center joins the chunk's centers, the last pick (when it is
+    this chunk's answer, the top of its heap) leaves the heap, and the top is brought up to
+    date.
 
-    A new array, not an update in place: a task rerun after a worker loss must find its input
+    New arrays, not updates in place: a task rerun after a worker loss must find its input
     unchanged.
     """
-    min_d2 = state[0].copy()
+    min_d2, seen, key, row = (a.copy() for a in state[:4])
+    size = state[4]
+    C = np.concatenate([state[5], np.asarray(center, dtype=np.float64)[None, :]])
     if local_pick >= 0:
+        if size == 0 or row[0] != local_pick:  # (cannot happen: the pick is this answer)
+            raise AssertionError("k-center: the pick is not the chunk's top")
         min_d2[local_pick] = -1.0
-    if X.shape[0] == 0:
-        return min_d2, -1.0, -1, None
-    n_sub = min(X.shape[0], 4 * numba.get_num_threads())
-    sub_best = np.empty(n_sub)
-    sub_arg = np.empty(n_sub, dtype=np.int64)
-    with _KERNEL_LOCK:
-        _step(X, center, min_d2, n_sub, sub_best, sub_arg, work=X.size)
-    # sub-chunks cover increasing rows: the first holding the max has the lowest index
-    j = int(np.argmax(sub_best))
-    if sub_arg[j] < 0:
-        return min_d2, -1.0, -1, None
-    return min_d2, float(sub_best[j]), start + int(sub_arg[j]), X[sub_arg[j]]
+        size -= 1
+        # the last entry takes the top's place; bringing the top up to date sifts it down,
+        # which restores the heap order
+        key[0], row[0] = key[size], row[size]
+    if size:
+        with _KERNEL_LOCK:
+            _lazy_top(X, min_d2, seen, key, row, size, C, C.shape[0])
+    return _answer(X, (min_d2, seen, key, row, size, C), start)
 
 
 def _summary(state):
-    """What the client needs of a chunk's state: all but the running minima."""
-    return state[1:]
+    """What the client needs of a chunk's state: its answer."""
+    return state[6:]
 
 
 def _gather_pick(client, states):

@@ -24,6 +24,7 @@ import dask.array as da
 import distributed
 import numpy as np
 import pytest
+import reference as ref
 from conftest import _cuda_skip_reason, assert_exact
 
 import alamp_fast as af
@@ -366,6 +367,17 @@ def test_kcenter_greedy_is_identical(client, rng, dtype):
         want = af.kcenter_greedy(X, labeled, 12)
         assert_exact(af.kcenter_greedy(Xd, labeled, 12), want, what)
     assert_exact(af.kcenter_greedy(Xd, [3], 0), np.empty(0, dtype=np.int64), "b=0")
+
+
+def test_kcenter_lazy_chunks_until_every_row_is_picked(client, rng):
+    # the chunks' lazy heaps run dry one after another (b = every candidate), with float32
+    # rows whose distances are all distinct and many centers folded in per update
+    n = 150
+    X = rng.standard_normal((n, 16)).astype(np.float32)
+    Xd = as_dask(X, uneven_chunks(rng, n, 5))
+    labeled = rng.choice(n, 7, replace=False)
+    b = n - labeled.size
+    assert_exact(af.kcenter_greedy(Xd, labeled, b), ref.kcenter_greedy(X, labeled, b), "all")
 
 
 def test_memmap_pool_scored_and_selected_on_the_workers(client, rng, tmp_path):
