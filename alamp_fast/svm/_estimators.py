@@ -182,7 +182,14 @@ class _BaseSVM(ClassifierMixin, BaseEstimator):
             )
         else:
             W, n_iter = _solver.solve(
-                xp, fmap.G, Y, cost, W0, tol=float(self.tol), max_iter=int(self.max_iter)
+                xp,
+                fmap.G,
+                Y,
+                cost,
+                W0,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                dense_band=fmap.dense_band,
             )
         Z = xp.to_numpy(fmap.decision(W)).reshape(n, n_blocks, targets.size)
         return fmap, W, Z, n_iter
