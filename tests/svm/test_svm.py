@@ -168,7 +168,7 @@ def _rbf_problem(rng, n=70, n_cols=6):
     return X, K, Y, cost
 
 
-@pytest.mark.parametrize("path", ["woodbury", "cg", "mixed"])
+@pytest.mark.parametrize("path", ["woodbury", "cg", "slow-cg-dense", "mixed"])
 def test_sample_space_solver_matches_literal_minimiser(device, rng, path, monkeypatch):
     """solve_dual's coefficients b give w = G^T b, the minimiser of the primal problem on any
     G with G G^T = K + 1, through each direction route (dense active-set solves, conjugate
@@ -180,6 +180,11 @@ def test_sample_space_solver_matches_literal_minimiser(device, rng, path, monkey
     elif path == "cg":
         monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 0)
         monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 0)
+        monkeypatch.setattr(_solver, "_DUAL_SLOW_CG_COND", np.inf)
+    elif path == "slow-cg-dense":  # CG for the well-conditioned columns only
+        monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 0)
+        monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 0)
+        monkeypatch.setattr(_solver, "_DUAL_SLOW_CG_COND", 50.0)
     else:
         monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 25)
         monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 0)
@@ -225,6 +230,134 @@ def test_sample_space_solver_equals_the_eigenbasis_solver(rng):
     B, _ = _solver.solve_dual(xp, kmap.Kpad, Y, cost, tol=1e-9, max_iter=200)
     assert_close(kmap.decision(B), fmap.decision(W), "decision values", rtol=0, atol=1e-6)
     assert_close(B, fmap.coef(W), "dual coefficients", rtol=0, atol=1e-5 * np.abs(B).max())
+
+
+def _fold_problem(rng, n=90, n_folds=3, n_cols=4):
+    """An RBF problem laid out as SVCCV lays it out: the columns of a fold share its held-out
+    rows (cost 0), plus one column trained on every row."""
+    X, K, _, _ = _rbf_problem(rng, n=n, n_cols=1)
+    folds = rng.integers(0, n_folds, size=n)
+    C = np.array([0.01, 1.0, 30.0, 100.0])[:n_cols]
+    weight = rng.uniform(0.5, 2.0, size=(n, 1))
+    costs = [np.where(folds[:, None] != f, weight * C, 0.0) for f in range(n_folds)]
+    cost = np.concatenate(costs + [weight * C[-1:]], axis=1)
+    Y = np.where(rng.random(cost.shape) < 0.3, 1.0, -1.0)
+    return X, K, Y, cost
+
+
+def test_sample_space_row_sets_are_the_whole_matrix_solve(rng, monkeypatch):
+    """Columns solved on their row set's block of K (a fold's training rows) reach what the
+    same solver reaches on all of K, also from a start that is nonzero on a column's weightless
+    rows (those rows then belong to its set)."""
+    X, K, Y, cost = _fold_problem(rng)
+    xp = get_backend("cpu")
+    kmap = _solver.rbf_kernel_map(xp, X, 0.4, np.float64)
+    groups = _solver._row_sets(xp, cost, None)
+    # 3 folds' sets, and the all-rows column solved on the whole matrix
+    assert len(groups) == 4 and groups[0][0] is None
+    assert_exact(groups[0][1], np.array([cost.shape[1] - 1]), "all-rows column")
+    for rows, cols in groups[1:]:
+        assert_exact(rows, np.flatnonzero(cost[:, cols[0]] > 0), "a fold's training rows")
+        assert (cost[:, cols] > 0).sum(0).tolist() == [rows.size] * cols.size
+    B0 = 0.01 * rng.normal(size=cost.shape)  # nonzero on held-out rows too
+    for start in (None, B0):
+        B, n_iter = _solver.solve_dual(xp, kmap.Kpad, Y, cost, start, tol=1e-10, max_iter=200)
+        with monkeypatch.context() as m:
+            m.setattr(_solver, "_ROW_SET_FRACTION", 0.0)  # every column on all rows
+            assert _solver._row_sets(xp, cost, start)[0][0] is None
+            ref, n_ref = _solver.solve_dual(
+                xp, kmap.Kpad, Y, cost, start, tol=1e-10, max_iter=200
+            )
+        assert_close(K @ B, K @ ref, "decision values", rtol=0, atol=1e-7)
+        assert_close(B, ref, "coefficients", rtol=0, atol=1e-7 * np.abs(ref).max())
+        assert np.abs(n_iter - n_ref).max() <= 1
+    # a column with no weighted row and no start is left out (solved by zero)
+    cost[:, 0] = 0.0
+    assert 0 not in np.concatenate([cols for _, cols in _solver._row_sets(xp, cost, None)])
+    B, n_iter = _solver.solve_dual(xp, kmap.Kpad, Y, cost, tol=1e-10, max_iter=200)
+    assert_exact(B[:, 0], np.zeros(K.shape[0]), "weightless column")
+    assert n_iter[0] == 0
+
+
+def test_line_search_on_its_entries_equals_the_dense_search(rng):
+    """The host line search on the entries active somewhere in [0, span] returns the step of
+    the search over all of (n, P), also for columns whose step leaves the span."""
+    xp = get_backend("cpu")
+    for dtype in (np.float64, np.float32):
+        n, P = 300, 40
+        M = rng.normal(size=(n, P)).astype(dtype)
+        yGs = (rng.normal(size=(n, P)) * rng.uniform(0.01, 2.0, size=P)).astype(dtype)
+        cost = ((rng.random((n, P)) > 0.2) * rng.choice([0.01, 1.0, 100.0], size=P)).astype(dtype)
+        ws = rng.normal(size=(1, P))
+        d1 = ws - 2.0 * (cost * yGs * np.maximum(M, 0)).sum(0, keepdims=True)
+        ws = np.where(d1 > 0, ws - 2.0 * d1, ws)  # descent: phi'(0) < 0
+        ss = rng.uniform(0.1, 10.0, size=(1, P))
+        # long steps: no entry ever active (minimum at t = 5), and entries that only become
+        # active at t = 2.5, past the span (minimum between 2.5 and 6)
+        M[:, :4], yGs[:, :4], ws[:, :4], ss[:, :4] = -abs(M[:, :4]), abs(yGs[:, :4]), -5.0, 1.0
+        M[:, 4:8], yGs[:, 4:8], ws[:, 4:8], ss[:, 4:8] = -1.0, -0.4, -3.0, 0.5
+        ws, ss = ws.astype(dtype), ss.astype(dtype)
+        d0 = abs(ws - 2.0 * (cost * yGs * np.maximum(M, 0)).sum(0, keepdims=True)).astype(dtype)
+        t = _solver._line_search_terms(xp, ws, ss, d0, M, yGs, cost)
+        ref = _solver._line_search_dense(xp, ws, ss, d0, M, yGs, cost)
+        assert t.dtype == dtype and t.shape == (1, P)
+        assert (ref[0, :8] > _solver._LINE_SEARCH_SPAN).all()  # these searches leave the span
+        if dtype == np.float64:
+            assert_close(t, ref, "step", rtol=1e-12, atol=0)
+            continue
+
+        # float32: the search on the entries sums in float64; the dense one sums in float32,
+        # which near a kink moves its iterates by rounding (its answer for a column changes
+        # with the other columns beside it), so compare with the dense search in float64
+        wide = [np.asarray(a, np.float64) for a in (ws, ss, d0, M, yGs, cost)]
+        assert_close(t, _solver._line_search_dense(xp, *wide), "float32 step", rtol=1e-4, atol=0)
+        m, g, c, a, b = wide[3], wide[4], wide[5], wide[0], wide[1]
+
+        def phi(t, m=m, g=g, c=c, a=a, b=b):
+            t = np.asarray(t, np.float64)
+            return (t * a + 0.5 * t * t * b + (c * np.maximum(m - t * g, 0) ** 2).sum(0))[0]
+
+        # and it minimises phi at least as well as the float32 dense search
+        scale = abs(phi(np.zeros((1, P)))) + abs(phi(ref))
+        assert (phi(t) <= phi(ref) + 1e-6 * scale).all()
+
+
+def test_nystrom_preconditioner_restricted_to_rows_is_the_same(rng):
+    """restrict(rows) acts on a block K[rows, rows] as the whole preconditioner acts on
+    columns whose active rows lie in ``rows``."""
+    _, K, _, _ = _rbf_problem(rng, n=50)
+    xp = get_backend("cpu")
+    pre = _solver._NystromPreconditioner(xp, K)
+    rows = np.sort(rng.choice(50, 35, replace=False))
+    A = np.zeros((50, 3))
+    A[rows] = rng.uniform(0.1, 5.0, size=(35, 3)) * (rng.random((35, 3)) < 0.7)
+    R = rng.normal(size=(50, 3)) * (A > 0)
+    full = pre.apply(pre.setup(2.0 * A), 2.0 * A, R)
+    sub = pre.restrict(rows)
+    part = sub.apply(sub.setup(2.0 * A[rows]), 2.0 * A[rows], R[rows])
+    assert_close(part, full[rows], "on the rows", rtol=1e-10, atol=1e-12)
+    assert sub.lam_max() == pre.lam_max() and sub.lam_min() == pre.lam_min()
+
+
+def test_linear_solver_without_the_dense_band_matches_literal_minimiser(rng, monkeypatch):
+    """dense_band=False (linear maps) sends the columns with more active rows than
+    _EXACT_MAX_ACTIVE to CG; both routings reach the literal minimiser."""
+    n, r = 80, 9
+    G = rng.normal(size=(n, r)) / np.sqrt(r)
+    Y = np.where(rng.random((n, 6)) < 0.3, 1.0, -1.0)
+    cost = np.array([0.01, 0.3, 1.0, 5.0, 30.0, 100.0]) * rng.uniform(0.5, 2.0, size=(n, 1))
+    cost[rng.random((n, 6)) < 0.2] = 0.0
+    monkeypatch.setattr(_solver, "_EXACT_MAX_ACTIVE", 10)
+    monkeypatch.setattr(_solver, "_EXACT_HARD_MAX", 60)
+    xp = get_backend("cpu")
+    ref = _reference_solve(G, Y, cost)
+    for band in (True, False):
+        W, _ = _solver.solve(xp, G, Y, cost, tol=1e-10, max_iter=200, dense_band=band)
+        assert_close(W, ref, f"W (dense_band={band})", rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    X = rng.normal(size=(30, 5))
+    assert not _solver.linear_map(xp, X, np.float64).dense_band  # n > d + 1
+    assert not _solver.linear_map(xp, X[:4], np.float64).dense_band  # n <= d + 1
+    assert _solver.rbf_map(xp, X, 0.5, np.float64).dense_band
 
 
 def test_nystrom_preconditioner_is_the_woodbury_inverse(rng):
