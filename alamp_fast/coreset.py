@@ -43,8 +43,11 @@ One thread pool at a time
 The passes over the pool (row norms, centring, the search's GEMM blocks with their exact
 re-measure) run on Python threads, each taking whole row blocks, with BLAS limited to one
 thread meanwhile (``threadpoolctl``): BLAS's and numba's pools never compete for the cores.
-The greedy steps run inside compiled calls of many steps each (:func:`_greedy_run`, no
-Python between steps); small pools run serially, larger ones split the rows over numba's
+The lazy steps run on one thread, all in one compiled call (:func:`_lazy_run`): each
+measures few rows, so threads would cost more than they give, and a busy core cannot stall
+them. The eager steps, where they take over, run inside compiled calls of many steps each
+(:func:`_greedy_run`, no Python between steps); small pools run serially, larger ones split
+the rows over numba's
 threads at every step while that is faster: a few steps are timed each way, then segments of
 16 steps run with the faster build, which is re-timed against the other when it slows down.
 A parallel region per step loses 5-20x when another process holds a core (each step waits
@@ -1054,9 +1057,10 @@ def kcenter_greedy(features, labeled, b, *, state=None):
 
     Threads: on pools of about 1e6 values and more, the passes over the pool (and the GEMM
     blocks) run on ``numba.get_num_threads()`` Python threads with BLAS limited to one
-    thread meanwhile (process-wide, through threadpoolctl; restored on return), and the
-    greedy steps on numba's threads while that is faster than one thread (serial from the
-    start when another process seems to hold a core).
+    thread meanwhile (process-wide, through threadpoolctl; restored on return). The lazy
+    steps run on one thread; eager steps, where they take over, on numba's threads while
+    that is faster than one thread (serial from the start when another process seems to
+    hold a core).
 
     Examples
     --------
