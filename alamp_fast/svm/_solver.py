@@ -443,21 +443,27 @@ def _line_search_terms(xp, ws, ss, d0, M, yGs, cost):
     """:func:`_line_search` from the products ``W . step``, ``step . step`` and
     ``|grad . step|`` (each (1, P)), however they were computed.
 
-    On the host the search runs on the entries that can be active for some ``t`` in
-    ``[0, _LINE_SEARCH_SPAN]`` (:func:`_line_search_entries`; near the solution the steps
-    are short and few rows cross the margin), the columns whose search leaves that span are
-    searched again on all their rows.
+    On the host, when few entries can be active for some ``t`` in ``[0, _LINE_SEARCH_SPAN]``
+    (near the solution the steps are short and few rows cross the margin), the search runs
+    on those entries only (:func:`_line_search_entries`).
     """
     if xp.name == "numpy":
-        return _line_search_entries(ws, ss, d0, M, yGs, cost)
+        keep = M > np.minimum(_LINE_SEARCH_SPAN * yGs, 0.0)
+        keep &= cost > 0
+        flat = np.flatnonzero(keep)
+        if flat.size <= _LINE_SEARCH_SPARSE * keep.size:
+            return _line_search_entries(ws, ss, d0, M, yGs, cost, flat)
     return _line_search_dense(xp, ws, ss, d0, M, yGs, cost)
 
 
 # the host line search keeps the entries active somewhere in t = 0 .. this span
 _LINE_SEARCH_SPAN = 2.0
+# ... when they are at most this fraction of all (far from the solution, with long steps,
+# most are, and the dense passes are faster: a cold fit's first iterations)
+_LINE_SEARCH_SPARSE = 0.25
 
 
-def _line_search_entries(ws, ss, d0, M, yGs, cost):
+def _line_search_entries(ws, ss, d0, M, yGs, cost, flat=None):
     """:func:`_line_search_dense` (numpy) on the entries that matter for ``t <= span``.
 
     ``phi'(t)`` and ``phi''(t)`` sum over the entries with ``M - t yGs > 0`` and positive cost.
@@ -471,9 +477,8 @@ def _line_search_entries(ws, ss, d0, M, yGs, cost):
     """
     n, P = M.shape
     dtype = ws.dtype
-    keep = M > np.minimum(_LINE_SEARCH_SPAN * yGs, 0.0)
-    keep &= cost > 0
-    flat = np.flatnonzero(keep)
+    if flat is None:  # the entries that can be active in [0, span], flat indices
+        flat = np.flatnonzero((M > np.minimum(_LINE_SEARCH_SPAN * yGs, 0.0)) & (cost > 0))
     col = flat % P
     m, g = M.ravel()[flat], yGs.ravel()[flat]
     cg = cost.ravel()[flat] * g

@@ -298,8 +298,19 @@ def test_line_search_on_its_entries_equals_the_dense_search(rng):
         M[:, 4:8], yGs[:, 4:8], ws[:, 4:8], ss[:, 4:8] = -1.0, -0.4, -3.0, 0.5
         ws, ss = ws.astype(dtype), ss.astype(dtype)
         d0 = abs(ws - 2.0 * (cost * yGs * np.maximum(M, 0)).sum(0, keepdims=True)).astype(dtype)
-        t = _solver._line_search_terms(xp, ws, ss, d0, M, yGs, cost)
+        t = _solver._line_search_entries(ws, ss, d0, M, yGs, cost)
         ref = _solver._line_search_dense(xp, ws, ss, d0, M, yGs, cost)
+        # the dispatcher takes the dense search here (most entries can be active), and the
+        # one on the entries where few can (rows far inside the margin, short steps)
+        assert_exact(_solver._line_search_terms(xp, ws, ss, d0, M, yGs, cost), ref, "dense")
+        far = M - dtype(3.0) * (rng.random((n, P)) < 0.9)
+        kept = (far > np.minimum(_solver._LINE_SEARCH_SPAN * yGs, 0)) & (cost > 0)
+        assert kept.mean() <= _solver._LINE_SEARCH_SPARSE
+        assert_exact(
+            _solver._line_search_terms(xp, ws, ss, d0, far, yGs, cost),
+            _solver._line_search_entries(ws, ss, d0, far, yGs, cost),
+            "entries",
+        )
         assert t.dtype == dtype and t.shape == (1, P)
         assert (ref[0, :8] > _solver._LINE_SEARCH_SPAN).all()  # these searches leave the span
         if dtype == np.float64:
