@@ -20,6 +20,13 @@ large C) or preconditioned conjugate gradients with the Hessian's diagonal (most
 the Hessian is then nearly diagonal in the eigenbasis), then an exact line search on the
 piecewise-quadratic objective. The work is products of ``G`` with (rank, n_problems) blocks, and
 problems that have converged leave the block.
+
+The RBF kernel is solved in sample space on ``K + 1`` itself (:func:`solve_dual`, no
+eigendecomposition). There the folds' problems are solved on their own training rows'
+block of ``K`` (a held-out row never enters a fold's problem), and a column with many active
+rows takes CG with a Nystrom preconditioner unless the system left after the preconditioner
+is ill-conditioned (large ``C``), where the dense solve is faster. Near the solution the line
+search on the host only visits the entries that can cross the margin.
 """
 
 from __future__ import annotations
