@@ -645,7 +645,7 @@ def _row_sets(xp, cost, B0):
     if B0 is not None:
         used = used | xp.to_numpy(B0 != 0)
     n, P = used.shape
-    keys, first, group = np.unique(
+    _, first, group = np.unique(
         np.packbits(used, axis=0).T, axis=0, return_index=True, return_inverse=True
     )
     group = group.ravel()
