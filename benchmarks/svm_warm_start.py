@@ -16,6 +16,11 @@ the previous iteration, ``--labeled`` now. Fits of the current set, in the same 
   matrix (no eigendecomposition, two kernel products per Newton iteration, each fold on its
   training rows' block);
 
+* ``baseline``: ``SVCCV`` (cold, its defaults) as of ``--baseline`` (default 88d95f5, the last
+  SVM commit before the warm-start work: the code issue 18 measured), fitted in a child
+  process on a copy of that commit's package, same rows; the issue's target is the warm
+  fit's speed-up over this one (``speedup_baseline_over_warm``);
+
 and with ``--all`` also:
 
 * ``cold_path``: a cold fit as it is now, the ``C`` grid solved as a warm-started path;
@@ -43,7 +48,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,6 +73,64 @@ from svm_vs_sklearn import machine_info  # noqa: E402
 
 from alamp_fast.svm import SVCCV  # noqa: E402
 
+# The code the issue measured: the last SVM commit before the warm-start work (SVCCV with the
+# C grid solved as one batch on the eigenbasis, every fit cold). Its fits run in a child
+# process on a copy of that commit's package (``git archive``), on the same rows.
+BASELINE = "88d95f5"
+
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+import alamp_fast
+from alamp_fast.svm import SVCCV
+root, data, kernel = sys.argv[1:4]
+assert alamp_fast.__file__.startswith(root), alamp_fast.__file__
+d = np.load(data)
+X, y, Xt, yt = d["X"], d["y"], d["Xt"], d["yt"]
+SVCCV(kernel=kernel).fit(X[:300], y[:300])  # warm-up (imports, any compilation), not timed
+model = SVCCV(kernel=kernel)
+t0 = time.perf_counter()
+model.fit(X, y)
+fit_s = time.perf_counter() - t0
+print(json.dumps({"fit_s": fit_s, "C": float(model.C_), "accuracy": float(model.score(Xt, yt)),
+                  "cv_mean": model.cv_scores_.mean(axis=1).tolist(),
+                  "n_iter": int(getattr(model, "n_iter_", -1))}))
+"""
+
+
+class Baseline:
+    """Fits with the package as of ``rev``, each in a child process (same interpreter)."""
+
+    def __init__(self, rev: str, X, y, Xt, yt):
+        self.rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", rev], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.root = Path(tempfile.mkdtemp(prefix="svm_baseline_"))
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", self.rev, "alamp_fast"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(self.root)], input=archive, check=True)
+        self.data = self.root / "data.npz"
+        np.savez(self.data, X=X, y=y, Xt=Xt, yt=yt)
+
+    def fit(self, kernel: str) -> dict:
+        env = {**os.environ, "PYTHONPATH": str(self.root)}
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(self.root), str(self.data), kernel],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.root,
+        )
+        if out.returncode:
+            raise RuntimeError(f"baseline {self.rev[:7]} fit failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
 
 def timed_fit(model, X, y):
     t0 = time.perf_counter()
@@ -83,10 +150,10 @@ def _model(kernel, name):
     return model
 
 
-def one_kernel(kernel, X, y, Xt, yt, prev, cur, every: bool, repeats: int):
+def one_kernel(kernel, X, y, Xt, yt, prev, cur, every: bool, repeats: int, baseline=None):
     """Each variant ``repeats`` times, the variants interleaved (a, b, a, b, ...) so that a
     change of the machine's load falls on all of them; the minimum time counts."""
-    names = ["cold_batch", "warm"]
+    names = ["cold_batch", "warm"] + (["baseline"] if baseline is not None else [])
     if every:
         names += ["cold_path", "warm_fresh_folds"] + (
             ["warm_eigenbasis"] if kernel == "rbf" else []
@@ -101,6 +168,18 @@ def one_kernel(kernel, X, y, Xt, yt, prev, cur, every: bool, repeats: int):
     out = {name: {"fit_s_all": []} for name in names}
     for r in range(repeats):
         for name in names:
+            if name == "baseline":
+                print(f"  {kernel} baseline ({r + 1}/{repeats}) ...", file=sys.stderr, flush=True)
+                got = baseline.fit(kernel)
+                out[name]["fit_s_all"].append(got.pop("fit_s"))
+                out[name].update(got, commit=baseline.rev, warm_started=False)
+                print(
+                    f"    {out[name]['fit_s_all'][-1]:.2f} s, C={got['C']:g}, "
+                    f"acc {got['accuracy']:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
             model = _model(kernel, name)
             if name in states:
                 model._warm_state = copy.deepcopy(states[name])
@@ -130,6 +209,16 @@ def one_kernel(kernel, X, y, Xt, yt, prev, cur, every: bool, repeats: int):
         )
         out[f"same_C_{name}"] = out[name]["C"] == ref["C"]
         out[f"accuracy_diff_points_{name}"] = 100 * (out[name]["accuracy"] - ref["accuracy"])
+    if "baseline" in out:  # the issue's reference: the code it measured
+        base = out["baseline"]
+        out["speedup_baseline_over_warm"] = base["fit_s"] / out["warm"]["fit_s"]
+        out["speedup_median_baseline_over_warm"] = (
+            base["fit_s_median"] / out["warm"]["fit_s_median"]
+        )
+        out["same_C_warm_as_baseline"] = out["warm"]["C"] == base["C"]
+        out["accuracy_diff_points_warm_vs_baseline"] = 100 * (
+            out["warm"]["accuracy"] - base["accuracy"]
+        )
     return out
 
 
@@ -147,6 +236,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: --labeled 1500 (other sizes as given)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help=f"commit whose SVCCV is timed alongside, in a child process (default {BASELINE}, "
+        "the code the issue measured; 'none' to skip)",
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -182,10 +277,18 @@ def main(argv=None) -> int:
         },
         "kernels": {},
     }
-    for kernel in [k for k in args.kernels.split(",") if k]:
-        result["kernels"][kernel] = one_kernel(
-            kernel, X, y, Xt, yt, prev, cur, args.all, args.repeats
-        )
+    baseline = None
+    if args.baseline != "none":
+        baseline = Baseline(args.baseline, X[cur], y[cur], Xt, yt)
+        result["baseline_commit"] = baseline.rev
+    try:
+        for kernel in [k for k in args.kernels.split(",") if k]:
+            result["kernels"][kernel] = one_kernel(
+                kernel, X, y, Xt, yt, prev, cur, args.all, args.repeats, baseline
+            )
+    finally:
+        if baseline is not None:
+            baseline.close()
     print(json.dumps(result, indent=2, default=float))
     if args.out:
         run.write(result, args.out)
