@@ -67,10 +67,14 @@ def _al_module(name: str):
     (the baseline commit this benchmark compares with)."""
     import importlib
 
-    try:
+    import alamp_fast
+
+    # decided by the imported package's own files: with an editable install of the current
+    # tree, ``import alamp_fast.al`` would otherwise find the current tree's room from a
+    # baseline package that has none
+    if (Path(alamp_fast.__file__).parent / "al").is_dir():
         return importlib.import_module(f"alamp_fast.al.{name}")
-    except ModuleNotFoundError:
-        return importlib.import_module(f"alamp_fast.{name}")
+    return importlib.import_module(f"alamp_fast.{name}")
 
 
 class _Counter:
