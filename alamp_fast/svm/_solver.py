@@ -501,14 +501,7 @@ def _line_search_entries(ws, ss, d0, M, yGs, cost, flat=None):
         active = R > 0
         d1 = ws + t * ss - 2.0 * np.bincount(col, cg * np.maximum(R, 0.0), P)
         d2 = ss + 2.0 * np.bincount(col, cg2 * active, P)
-        lo = np.where(d1 < 0, t, lo)
-        hi = np.where(d1 > 0, t, hi)
-        newton = t - d1 / np.where(d2 > 0, d2, 1.0)
-        inside = (newton > lo) & (newton < hi)
-        mid = np.where(hi < np.inf, 0.5 * (lo + hi), 2.0 * t)
-        t_next = np.where(inside, newton, mid)
-        settled = (abs(d1) <= 1e-6 * d0) | (d2 <= 0)
-        t = np.where(settled, t, t_next)
+        t, lo, hi, settled = _safeguarded_newton(np.where, t, lo, hi, d1, d2, d0)
         if settled.all():
             break
     redo = np.flatnonzero(beyond)
@@ -533,18 +526,25 @@ def _line_search_dense(xp, ws, ss, d0, M, yGs, cost):
         active = R > 0
         d1 = ws + t * ss - 2.0 * xp.sum(c_yGs * xp.relu_(R), 0, keepdims=True)
         d2 = ss + 2.0 * xp.sum(c_yGs2 * active, 0, keepdims=True)
-        lo = xp.where(d1 < 0, t, lo)
-        hi = xp.where(d1 > 0, t, hi)
-        newton = t - d1 / xp.where(d2 > 0, d2, 1.0)
-        inside = (newton > lo) & (newton < hi)
-        mid = xp.where(hi < np.inf, 0.5 * (lo + hi), 2.0 * t)
-        t_next = xp.where(inside, newton, mid)
-        # settled columns (derivative ~0, or no curvature at all) keep their t
-        settled = (abs(d1) <= 1e-6 * d0) | (d2 <= 0)
-        t = xp.where(settled, t, t_next)
+        t, lo, hi, settled = _safeguarded_newton(xp.where, t, lo, hi, d1, d2, d0)
         if bool(xp.to_numpy(settled).all()):
             break
     return t
+
+
+def _safeguarded_newton(where, t, lo, hi, d1, d2, d0):
+    """One step of the line search on the derivative ``d1`` (curvature ``d2``): the bracket
+    ``[lo, hi]`` of the root narrowed by the sign of ``d1``, then Newton's step where it stays
+    inside, else bisection (doubling while no upper end is known). Settled entries (derivative
+    ~0 relative to ``d0``, or no curvature at all) keep their ``t``. ``where``: the array
+    library's ``where``. Returns ``(t, lo, hi, settled)``."""
+    lo = where(d1 < 0, t, lo)
+    hi = where(d1 > 0, t, hi)
+    newton = t - d1 / where(d2 > 0, d2, 1.0)
+    inside = (newton > lo) & (newton < hi)
+    mid = where(hi < np.inf, 0.5 * (lo + hi), 2.0 * t)
+    settled = (abs(d1) <= 1e-6 * d0) | (d2 <= 0)
+    return where(settled, t, where(inside, newton, mid)), lo, hi, settled
 
 
 # ---------------------------------------------------------------- sample space (RBF)
