@@ -140,15 +140,7 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, out_t):
         if half:
             lowest = const(-(1 << 15))  # below every key: masked lanes, no top2 yet
             nothing = const(0)
-
-            def gt(x, y):
-                return builder.icmp_signed(">", x, y)
-
-            def lt(x, y):
-                return builder.icmp_signed("<", x, y)
-
-            def eq(x, y):
-                return builder.icmp_signed("==", x, y)
+            compare = builder.icmp_signed
 
             def vload(j):
                 """(key, magnitude) of the float16 bits at column j."""
@@ -173,15 +165,7 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, out_t):
         else:
             lowest = const(float("-inf"))
             nothing = const(0.0)
-
-            def gt(x, y):
-                return builder.fcmp_ordered(">", x, y)
-
-            def lt(x, y):
-                return builder.fcmp_ordered("<", x, y)
-
-            def eq(x, y):
-                return builder.fcmp_ordered("==", x, y)
+            compare = builder.fcmp_ordered
 
             def vload(j):
                 """(values, v - v: 0 for finite v, NaN for NaN/Inf) at column j."""
@@ -197,6 +181,16 @@ def _lanes_top2_typer(lane_bytes, P_t, i_t, out_t):
 
             def check_value(c):
                 return c
+
+        # signed integer keys (float16) and ordered float compares (float32/64) alike
+        def gt(x, y):
+            return compare(">", x, y)
+
+        def lt(x, y):
+            return compare("<", x, y)
+
+        def eq(x, y):
+            return compare("==", x, y)
 
         def splat(x):
             one = builder.insert_element(ir.Constant(vi, None), x, ir.Constant(ir.IntType(32), 0))

@@ -75,15 +75,23 @@ def _exclusion(exclude, n: int) -> np.ndarray:
     return np.sort(as_index_array(_local(exclude), "exclude", n))
 
 
+def _locked(fn, *args):
+    """``fn(*args)`` under :data:`_KERNEL_LOCK` (a task that runs a compiled kernel)."""
+    with _KERNEL_LOCK:
+        return fn(*args)
+
+
 def _reduce(parts, merge, finish, b: int):
-    """``finish(b, merge(b, ...))`` over candidate sets, fan-in :data:`_SPLIT_EVERY`, computed.
+    """``finish(b, merge(b, ...))`` over candidate sets, fan-in :data:`_SPLIT_EVERY`, computed;
+    each call a task under :data:`_KERNEL_LOCK`.
 
     Groups are consecutive chunks, so every merged set stays in increasing row order.
     """
-    merge_task = dask.delayed(merge, pure=True)
+    task = dask.delayed(_locked, pure=True)
     while len(parts) > 1:
         parts = [
-            merge_task(b, *parts[i : i + _SPLIT_EVERY]) for i in range(0, len(parts), _SPLIT_EVERY)
+            task(merge, b, *parts[i : i + _SPLIT_EVERY])
+            for i in range(0, len(parts), _SPLIT_EVERY)
         ]
-    (result,) = dask.compute(dask.delayed(finish, pure=True)(b, parts[0]))
+    (result,) = dask.compute(task(finish, b, parts[0]))
     return np.asarray(result, dtype=np.int64)

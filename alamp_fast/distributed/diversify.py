@@ -25,16 +25,6 @@ def _chunk_classes(scores, pseudo_class, start: int, local_ex, b: int, largest: 
         return _ooc.class_candidates(gidx, key, pc if keep is None else pc[keep], b)
 
 
-def _merge_classes(b: int, *parts):
-    with _KERNEL_LOCK:
-        return _ooc.merge_classes(b, *parts)
-
-
-def _finish_classes(b: int, cand):
-    with _KERNEL_LOCK:
-        return _ooc.finish_classes(b, cand)
-
-
 def _diversify(scores, pseudo_class, b, *, exclude=None, largest=True):
     """``alamp_fast.diversify`` (Algorithm 1) of row-chunked dask arrays: numpy indices."""
     s = _as_dask(scores, "scores", 1)
@@ -59,4 +49,4 @@ def _diversify(scores, pseudo_class, b, *, exclude=None, largest=True):
             s.to_delayed().ravel(), pc.to_delayed().ravel(), _bounds(s), strict=True
         )
     ]
-    return _reduce(parts, _merge_classes, _finish_classes, b)
+    return _reduce(parts, _ooc.merge_classes, _ooc.finish_classes, b)

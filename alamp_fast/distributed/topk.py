@@ -23,16 +23,6 @@ def _chunk_top(scores, start: int, local_ex: np.ndarray, b: int, largest: bool):
         return _ooc.top_candidates(gidx, key, b)
 
 
-def _merge_top(b: int, *parts):
-    with _KERNEL_LOCK:
-        return _ooc.merge_top(b, *parts)
-
-
-def _finish_top(b: int, cand):
-    with _KERNEL_LOCK:
-        return _ooc.finish_top(b, cand)
-
-
 def _select_top(scores, b, *, exclude=None, largest=True):
     """``alamp_fast.select_top`` of a row-chunked dask array: numpy int64 indices."""
     s = _as_dask(scores, "scores", 1)
@@ -45,4 +35,4 @@ def _select_top(scores, b, *, exclude=None, largest=True):
         chunk_task(block, start, _ooc.split_exclude(ex, start, stop), b, bool(largest))
         for block, (start, stop) in zip(s.to_delayed().ravel(), _bounds(s), strict=True)
     ]
-    return _reduce(parts, _merge_top, _finish_top, b)
+    return _reduce(parts, _ooc.merge_top, _ooc.finish_top, b)
