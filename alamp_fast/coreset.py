@@ -467,18 +467,26 @@ def _lazy_top(X, min_d2, seen, key, row, size, C, nc):
     measured = 0
     while True:
         i = row[0]
-        m = min_d2[i]
-        for k in range(seen[i], nc):
-            dd = _row_sqdist(X, i, C[k])
-            if dd < m:
-                m = dd
-        measured += nc - seen[i]
-        seen[i] = nc
-        min_d2[i] = m
-        key[0] = m
+        measured += _catch_up(X, min_d2, seen, C, nc, i)
+        key[0] = min_d2[i]
         _sift_down(key, row, size, 0)
         if row[0] == i:
             return measured
+
+
+@njit(inline="always")
+def _catch_up(X, min_d2, seen, C, nc, i):
+    """Fold the centers ``C[seen[i]:nc]`` into row ``i``'s running minimum (exact distances
+    from :func:`_row_sqdist`); returns how many were measured."""
+    m = min_d2[i]
+    for k in range(seen[i], nc):
+        dd = _row_sqdist(X, i, C[k])
+        if dd < m:
+            m = dd
+    measured = nc - seen[i]
+    seen[i] = nc
+    min_d2[i] = m
+    return measured
 
 
 # (the lazy loop's parts inline into it: one compile for a query; the sharded k-center of
@@ -538,13 +546,7 @@ def _lazy_run(X, min_d2, chosen, C, seen, key, row, share):
             break
     if nc < b:  # bring every row up to date for the eager steps
         for t in range(size):
-            i = row[t]
-            m = min_d2[i]
-            for k in range(seen[i], nc):
-                dd = _row_sqdist(X, i, C[k])
-                if dd < m:
-                    m = dd
-            min_d2[i] = m
+            _catch_up(X, min_d2, seen, C, nc, row[t])
     return nc, evals
 
 

@@ -455,10 +455,8 @@ def _line_search_terms(xp, ws, ss, d0, M, yGs, cost):
     on those entries only (:func:`_line_search_entries`).
     """
     if xp.name == "numpy":
-        keep = M > np.minimum(_LINE_SEARCH_SPAN * yGs, 0.0)
-        keep &= cost > 0
-        flat = np.flatnonzero(keep)
-        if flat.size <= _LINE_SEARCH_SPARSE * keep.size:
+        flat = _entries_in_span(M, yGs, cost)
+        if flat.size <= _LINE_SEARCH_SPARSE * M.size:
             return _line_search_entries(ws, ss, d0, M, yGs, cost, flat)
     return _line_search_dense(xp, ws, ss, d0, M, yGs, cost)
 
@@ -468,6 +466,11 @@ _LINE_SEARCH_SPAN = 2.0
 # ... when they are at most this fraction of all (far from the solution, with long steps,
 # most are, and the dense passes are faster: a cold fit's first iterations)
 _LINE_SEARCH_SPARSE = 0.25
+
+
+def _entries_in_span(M, yGs, cost) -> np.ndarray:
+    """Flat indices of the entries that can be active for some ``t`` in ``[0, span]``."""
+    return np.flatnonzero((M > np.minimum(_LINE_SEARCH_SPAN * yGs, 0.0)) & (cost > 0))
 
 
 def _line_search_entries(ws, ss, d0, M, yGs, cost, flat=None):
@@ -484,8 +487,8 @@ def _line_search_entries(ws, ss, d0, M, yGs, cost, flat=None):
     """
     n, P = M.shape
     dtype = ws.dtype
-    if flat is None:  # the entries that can be active in [0, span], flat indices
-        flat = np.flatnonzero((M > np.minimum(_LINE_SEARCH_SPAN * yGs, 0.0)) & (cost > 0))
+    if flat is None:
+        flat = _entries_in_span(M, yGs, cost)
     col = flat % P
     m, g = M.ravel()[flat], yGs.ravel()[flat]
     cg = cost.ravel()[flat] * g
